@@ -1,0 +1,89 @@
+"""``python -m gclib``: run the notebooks, count MACs, make or fetch data."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_run(args) -> int:
+    from .runner import NotebookFailed, run
+    try:
+        run(args.preset, args.only.split(",") if args.only else None, args.out, args.timeout)
+    except NotebookFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_macs(args) -> int:
+    from .metrics import describe
+    if args.model == "teacher":
+        from .models import ResnetGenerator
+        net = ResnetGenerator(ngf=args.ngf, n_blocks=args.blocks)
+        name = f"teacher ResnetGenerator ngf {args.ngf}, {args.blocks} blocks"
+    else:
+        from .mobile import MobileResnetGenerator, parse_config
+        parse_config(args.model)  # a clear error before building anything
+        net = MobileResnetGenerator(config=args.model, n_blocks=args.blocks)
+        name = f"mobile sub-network {args.model}"
+    d = describe(net, args.size)
+    print(f"{name} at {args.size}x{args.size}: {d['GMACs']:.2f} G MACs, {d['Mparams']:.3f} M params")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import download_dataset, load_embedded
+    if args.action == "generate":
+        for task in args.tasks.split(","):
+            for split, n in (("train", args.n_train), ("heldout", args.n_heldout), ("test", args.n_test)):
+                arrays = load_embedded(task, split, n, args.size, args.seed)
+                print(f"{task} {split}: A {tuple(arrays['A'].shape)}, B {tuple(arrays['B'].shape)}")
+    else:
+        path = download_dataset(args.name, args.root, args.url, args.sha256)
+        print(f"{args.name} ready in {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gclib", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="execute the notebooks through papermill")
+    r.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"])
+    r.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
+    r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
+    r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may run before the run fails")
+    r.set_defaults(func=_cmd_run)
+
+    m = sub.add_parser("macs", help="MACs and parameters of the teacher or a sub-network config")
+    m.add_argument("model", help="'teacher' or an 8-entry config such as 16_16_24_16_32_64_16_24")
+    m.add_argument("--size", type=int, default=256)
+    m.add_argument("--ngf", type=int, default=64)
+    m.add_argument("--blocks", type=int, default=9)
+    m.set_defaults(func=_cmd_macs)
+
+    d = sub.add_parser("data", help="generate the embedded datasets or download a real one")
+    dsub = d.add_subparsers(dest="action", required=True)
+    g = dsub.add_parser("generate")
+    g.add_argument("--tasks", default="facades,stripes")
+    g.add_argument("--size", type=int, default=64)
+    g.add_argument("--n-train", type=int, default=800)
+    g.add_argument("--n-heldout", type=int, default=200)
+    g.add_argument("--n-test", type=int, default=200)
+    g.add_argument("--seed", type=int, default=0)
+    dl = dsub.add_parser("download")
+    dl.add_argument("name", help="edges2shoes, facades, cityscapes, maps or horse2zebra")
+    dl.add_argument("--root", default=None, help="parent folder (default data/)")
+    dl.add_argument("--url", default=None, help="a mirror of the official archive")
+    dl.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    d.set_defaults(func=_cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,264 @@
+"""MACs, parameters, FID and KID (used by every notebook).
+
+MACs are counted with torchprofile, the counter the paper's code uses: it traces the model and counts the
+multiply-accumulates of convolutions and matrix products. A ``ConvTranspose2d`` is counted on its *output*
+(each output pixel costs ``C_in/groups * k * k`` MACs per output channel); norms, activations and padding count 0.
+
+FID and KID come from torchmetrics with a pluggable feature extractor:
+
+- ``"inception"``: the standard TF-ported Inception-v3 pool3 features (2048-d) that published FIDs use; the weights
+  are downloaded by torch-fidelity on a user's machine, or read from a local file (``inception_weights=PATH``).
+- ``"offline"``: a small CNN trained by :func:`train_offline_extractor` on the embedded data, deterministic from its
+  seed, cached under ``data/extractors/`` (about 0.5 MB). It needs no download. Its numbers are comparable with each
+  other but **not** with published Inception FIDs: every figure says which extractor produced it.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import default_data_dir, generate_embedded, to_tensor, to_uint8
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MACs and parameters
+# ----------------------------------------------------------------------------------------------------------------
+def count_macs(model: nn.Module, image_size: int = 256, in_channels: int = 3) -> int:
+    """Multiply-accumulates of one forward pass at batch 1, as torchprofile counts them."""
+    from torchprofile import profile_macs
+    device = next(model.parameters()).device
+    x = torch.zeros(1, in_channels, image_size, image_size, device=device)
+    was_training = model.training
+    model.eval()
+    with warnings.catch_warnings():  # torchprofile warns about ops it does not count (pads, norms, activations)
+        warnings.simplefilter("ignore")
+        macs = profile_macs(model, x)
+    model.train(was_training)
+    return int(macs)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(model: nn.Module, image_size: int) -> dict:
+    """``{'GMACs': ..., 'Mparams': ...}`` at ``image_size`` and batch 1."""
+    return {"GMACs": count_macs(model, image_size) / 1e9, "Mparams": count_params(model) / 1e6}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The offline feature extractor
+# ----------------------------------------------------------------------------------------------------------------
+OFFLINE_VERSION = 1
+DEGRADATIONS = ("clean", "blur", "noise", "colour", "blocky", "shuffle")
+
+
+class OfflineFeatures(nn.Module):
+    """uint8 images (N, 3, H, W), any size -> (N, 128) features, the role Inception's pool3 plays for FID.
+
+    Four stride-2 convs on a 64x64 resize, then global average pooling. It is trained (see below) to tell clean
+    images of the embedded tasks from degraded ones, so its features respond to the artefacts a weak generator makes:
+    blur, noise, wrong colours, blockiness, misplaced structure."""
+
+    num_features = 128
+
+    def __init__(self):
+        super().__init__()
+        widths = [3, 16, 32, 64, 128]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
+        self.body = nn.Sequential(*layers)                      # 64x64 -> 4x4
+        self.head = nn.Linear(128, len(DEGRADATIONS))          # used only for training
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:      # float in [-1, 1], (N, 3, 64, 64) -> (N, 128)
+        return self.body(x).mean(dim=(2, 3))
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> float in [-1, 1] at 64x64."""
+        x = images.float().div(127.5).sub(1.0)
+        if x.shape[-1] != 64 or x.shape[-2] != 64:
+            x = nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+        return x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.features(self.prepare(images.to(next(self.parameters()).device)))
+
+
+def degrade(x: torch.Tensor, kind: int, g: torch.Generator) -> torch.Tensor:
+    """Apply degradation ``DEGRADATIONS[kind]`` to float images (N, 3, 64, 64) in [-1, 1]."""
+    name = DEGRADATIONS[kind]
+    if name == "clean":
+        return x
+    if name == "blur":
+        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+        k = (k[:, None] * k[None, :]) / 256
+        k = k.expand(3, 1, 5, 5)
+        return nn.functional.conv2d(nn.functional.pad(x, (2, 2, 2, 2), mode="reflect"), k, groups=3)
+    if name == "noise":
+        return (x + 0.15 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    if name == "colour":
+        shift = (torch.rand(x.shape[0], 3, 1, 1, generator=g) - 0.5) * 0.6
+        return (x + shift).clamp(-1, 1)
+    if name == "blocky":
+        return nn.functional.interpolate(nn.functional.avg_pool2d(x, 4), scale_factor=4, mode="nearest")
+    # shuffle: swap the 16x16 tiles of each image at random (right textures, wrong layout)
+    n = x.shape[0]
+    tiles = x.unfold(2, 16, 16).unfold(3, 16, 16)               # (N, 3, 4, 4, 16, 16)
+    tiles = tiles.reshape(n, 3, 16, 16, 16)
+    perm = torch.randperm(16, generator=g)
+    tiles = tiles[:, :, perm].reshape(n, 3, 4, 4, 16, 16)
+    return tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, 3, 64, 64)
+
+
+def offline_extractor_path(data_dir: str | Path | None = None) -> Path:
+    root = Path(data_dir) if data_dir else default_data_dir()
+    return root / "extractors" / f"offline_v{OFFLINE_VERSION}.pt"
+
+
+def train_offline_extractor(steps: int = 300, n_images: int = 512, seed: int = 0, progress: bool = True
+                            ) -> OfflineFeatures:
+    """Train :class:`OfflineFeatures` to classify which degradation an embedded-task image went through.
+
+    The training images are the *train* split of both embedded tasks (targets and both unpaired domains) at 64x64,
+    so the extractor never sees the held-out or test images it later scores."""
+    from tqdm.auto import tqdm
+    torch.manual_seed(seed)
+    fac = generate_embedded("facades", "train", n_images, 64, seed)
+    ani = generate_embedded("stripes", "train", n_images // 2, 64, seed)
+    images = to_tensor(np.concatenate([fac["B"], fac["A"][: n_images // 4], ani["A"], ani["B"]]))
+    net = OfflineFeatures()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(seed)
+    bar = tqdm(range(steps), desc="offline extractor", disable=not progress)
+    for _ in bar:
+        idx = torch.randint(len(images), (64,), generator=g)
+        kinds = torch.randint(len(DEGRADATIONS), (64,), generator=g)
+        x = images[idx]
+        for k in range(len(DEGRADATIONS)):
+            sel = kinds == k
+            if sel.any():
+                x[sel] = degrade(x[sel], k, g)
+        loss = nn.functional.cross_entropy(net.head(net.features(x)), kinds)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return net.eval()
+
+
+def load_offline_extractor(data_dir: str | Path | None = None, progress: bool = True) -> OfflineFeatures:
+    """Load the cached offline extractor, training and caching it first if needed (about a minute on 2 cores)."""
+    path = offline_extractor_path(data_dir)
+    net = OfflineFeatures()
+    if path.exists():
+        net.load_state_dict(load_checkpoint(path)["model"])
+        return net.eval()
+    net = train_offline_extractor(progress=progress)
+    save_checkpoint(path, {"model": net.state_dict()}, {"version": OFFLINE_VERSION, "degradations": DEGRADATIONS})
+    return net
+
+
+def inception_extractor(weights_path: str | None = None) -> nn.Module:
+    """Inception-v3 pool3 (2048-d) of the FID literature. Without ``weights_path`` torch-fidelity downloads the
+    'pt_inception-2015-12-05' weights on first use (needs internet); with it, the local file is read."""
+    from torchmetrics.image.fid import NoTrainInceptionV3
+    return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                              feature_extractor_weights_path=weights_path)
+
+
+def get_extractor(name: str = "offline", inception_weights: str | None = None) -> nn.Module:
+    if name == "offline":
+        return load_offline_extractor()
+    if name == "inception":
+        return inception_extractor(inception_weights)
+    raise ValueError(f"unknown feature extractor {name!r}; choose 'offline' or 'inception'")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FID and KID
+# ----------------------------------------------------------------------------------------------------------------
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Closed form between two Gaussians:  |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
+    covmean = linalg.sqrtm(sigma1 @ sigma2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1 + sigma2 - 2 * covmean))
+
+
+class FeatureDistance:
+    """FID and KID between real and generated images through one feature extractor (torchmetrics underneath).
+
+    Real statistics are kept across :meth:`reset_fake`, so a training loop can score many generators against the
+    same real set cheaply."""
+
+    def __init__(self, extractor: nn.Module, n_subset: int = 1000, kid_subsets: int = 100):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
+        self.extractor = extractor
+        self.name = "inception" if extractor.__class__.__name__ == "NoTrainInceptionV3" else "offline"
+        self.fid = FrechetInceptionDistance(feature=extractor, reset_real_features=False)
+        with warnings.catch_warnings():  # torchmetrics warns that KID buffers features: ours are small
+            warnings.simplefilter("ignore")
+            self.kid = KernelInceptionDistance(feature=extractor, subsets=kid_subsets, subset_size=n_subset,
+                                               reset_real_features=False)
+        self.n_real = self.n_fake = 0
+        self.n_subset = n_subset
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        """images: uint8 (N, 3, H, W)."""
+        images = images.cpu()
+        self.fid.update(images, real=real)
+        self.kid.update(images, real=real)
+        if real:
+            self.n_real += len(images)
+        else:
+            self.n_fake += len(images)
+
+    def reset_fake(self) -> None:
+        self.fid.reset()
+        self.kid.reset()
+        self.n_fake = 0
+
+    def compute(self) -> dict:
+        """``{'fid', 'kid', 'kid_std'}``; KID is reported x1000 as is customary."""
+        self.kid.subset_size = min(self.n_subset, self.n_real, self.n_fake)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fid = float(self.fid.compute())
+            kid_mean, kid_std = self.kid.compute()
+        return {"fid": fid, "kid": 1000 * float(kid_mean), "kid_std": 1000 * float(kid_std)}
+
+
+@torch.no_grad()
+def generate(G: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Run G in eval mode over float inputs (N, 3, H, W) in [-1, 1]; returns uint8 (N, 3, H, W) on the CPU."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    outs = [to_uint8(G(inputs[i:i + batch_size].to(device))).cpu() for i in range(0, len(inputs), batch_size)]
+    G.train(was_training)
+    return torch.cat(outs)
+
+
+class GeneratorScorer:
+    """Scores a generator on a fixed evaluation set: FID/KID of G(inputs) against the real target images.
+
+    Paired tasks compare with the targets of the same split; unpaired ones with the split's domain-B images."""
+
+    def __init__(self, inputs: torch.Tensor, real_images: torch.Tensor, extractor: nn.Module):
+        self.inputs = inputs                                    # float (N, 3, H, W) in [-1, 1]
+        self.metric = FeatureDistance(extractor)
+        for i in range(0, len(real_images), 64):
+            self.metric.update(to_uint8(real_images[i:i + 64]), real=True)
+
+    def __call__(self, G: nn.Module) -> dict:
+        self.metric.reset_fake()
+        self.metric.update(generate(G, self.inputs), real=False)
+        return self.metric.compute()

@@ -1,0 +1,56 @@
+"""Presets: one small dataclass per scale, chosen by the ``preset`` parameter of every notebook.
+
+- ``smoke``:  the whole suite in minutes on 2 CPU cores (CI, nbval). Numbers are meaningless, only the plumbing runs.
+- ``laptop``: the whole suite in about an hour on 2 CPU cores, at 64x64, big enough to show the paper's claims.
+- ``paper``:  the paper's hyper-parameters at 256x256 on real datasets; for a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    image_size: int            # square images, pixels
+    n_train: int               # embedded dataset sizes per split
+    n_heldout: int             # the search's validation split (notebook 04); never the test split
+    n_test: int
+    batch_size: int
+    # Teacher (notebook 01)
+    teacher_ngf: int
+    teacher_blocks: int
+    teacher_steps: int
+    ndf: int                   # discriminator width
+    lr: float = 2e-4
+    beta1: float = 0.5
+    decay_fraction: float = 0.5  # last fraction of steps over which the learning rate decays linearly to 0
+    eval_every: int = 100      # steps between FID/KID evaluations during training
+    ckpt_every: int = 100      # steps between resumable checkpoints
+    real_dataset_root: str = ""  # paper scale: folder of a real dataset (empty: embedded task)
+    load_size: int = 0         # paper scale augmentation: resize to load_size, random-crop image_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(name="smoke", image_size=32, n_train=64, n_heldout=32, n_test=32, batch_size=4,
+                    teacher_ngf=16, teacher_blocks=6, teacher_steps=30, ndf=16, eval_every=15, ckpt_every=10),
+    "laptop": Preset(name="laptop", image_size=64, n_train=800, n_heldout=200, n_test=200, batch_size=8,
+                     teacher_ngf=64, teacher_blocks=9, teacher_steps=600, ndf=64, eval_every=100, ckpt_every=50),
+    "paper": Preset(name="paper", image_size=256, n_train=0, n_heldout=0, n_test=0, batch_size=1,
+                    teacher_ngf=64, teacher_blocks=9, teacher_steps=200 * 400, ndf=64, eval_every=5000,
+                    ckpt_every=2000, load_size=286),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """The preset called ``name``, with any field replaced by ``overrides`` (e.g. ``teacher_steps=10``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[name]
+    unknown = set(overrides) - set(preset.to_dict())
+    if unknown:
+        raise ValueError(f"unknown preset fields {sorted(unknown)}; known: {sorted(preset.to_dict())}")
+    return replace(preset, **overrides)

@@ -1,0 +1,72 @@
+"""Run the notebooks headless through papermill, then gather their results (``python -m gclib run``)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .presets import PRESETS
+from .report import publish_figures, update_readme, write_summary
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised: the message names the notebook, the cell and the error."""
+
+
+def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order; ``only=['01', '03']`` keeps those numbers."""
+    books = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {o.strip().zfill(2) for o in only if o.strip()}
+        known = {p.name[:2] for p in books}
+        unknown = wanted - known
+        if unknown:
+            raise ValueError(f"no notebook numbered {sorted(unknown)}; there are {sorted(known)}")
+        books = [p for p in books if p.name[:2] in wanted]
+    return books
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int) -> Path:
+    import papermill as pm
+    out = out_dir / "notebooks" / path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
+                            kernel_name="python3", execution_timeout=timeout, progress_bar=False)
+    except pm.PapermillExecutionError as e:
+        raise NotebookFailed(f"{path.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
+                             f"{e.ename}: {e.evalue}. The executed notebook with the traceback is {out}") from None
+    except TimeoutError as e:
+        raise NotebookFailed(f"{path.name}: a cell ran longer than {timeout} s ({e}). Partial output: {out}") from None
+    return out
+
+
+def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
+        timeout: int = 3600, figures_dir: str | Path | None = None, readme: str | Path | None = None,
+        log=print) -> dict:
+    """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected; then write the summary.
+
+    Executed copies go to ``out/notebooks``, each notebook's results to ``out/results``, figures to
+    ``out/figures``. A ``laptop`` run also copies the figures to ``figures/`` and refreshes the README's table."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    out_dir = Path(out) if out else REPO / "runs" / preset
+    out_dir = out_dir.resolve()
+    runtimes: dict[str, float] = {}
+    for path in list_notebooks(only):
+        log(f"[gclib run] {path.name} (preset {preset}) ...")
+        t0 = time.perf_counter()
+        run_notebook(path, out_dir, {"preset": preset, "runs_dir": str(out_dir)}, timeout)
+        runtimes[path.stem] = time.perf_counter() - t0
+        log(f"[gclib run] {path.name} done in {runtimes[path.stem] / 60:.1f} min")
+    summary_json, summary_md = write_summary(out_dir, preset, runtimes)
+    copied = []
+    if preset == "laptop":  # the README shows the laptop run: only it refreshes figures/ and the results table
+        copied = publish_figures(out_dir, figures_dir or REPO / "figures")
+        readme = Path(readme) if readme else REPO / "README.md"
+        if readme.exists() and update_readme(readme, summary_md.read_text()):
+            log(f"[gclib run] README results table refreshed from {summary_md}")
+    log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied")
+    return {"out": out_dir, "runtimes": runtimes, "summary": summary_json}

@@ -1,0 +1,15 @@
+import os
+
+import pytest
+import torch
+
+# Tests generate their own small data; keep them out of the repository's data/ folder.
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GCLIB_DATA", str(tmp_path_factory.getbasetemp() / "data"))
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_configure(config):
+    torch.set_num_threads(min(2, os.cpu_count() or 1))

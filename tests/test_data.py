@@ -1,0 +1,278 @@
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gclib import data as gdata
+from gclib.data import (AlignedFolder, DatasetError, UnalignedFolder, extract, fetch, generate_embedded,
+                        load_embedded, open_real_dataset)
+from gclib.presets import get_preset
+
+
+# -- embedded tasks -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", ["facades", "stripes"])
+def test_embedded_is_deterministic_and_seeded(task):
+    a = generate_embedded(task, "train", 6, 32, seed=3)
+    b = generate_embedded(task, "train", 6, 32, seed=3)
+    c = generate_embedded(task, "train", 6, 32, seed=4)
+    assert a["A"].shape == a["B"].shape == (6, 32, 32, 3) and a["A"].dtype == np.uint8
+    assert np.array_equal(a["A"], b["A"]) and np.array_equal(a["B"], b["B"])
+    assert not np.array_equal(a["B"], c["B"])
+
+
+@pytest.mark.parametrize("size", [32, 100, 256])
+def test_embedded_any_resolution(size):
+    out = generate_embedded("facades", "test", 2, size)
+    assert out["A"].shape == (2, size, size, 3)
+
+
+def test_splits_share_no_image():
+    train = generate_embedded("facades", "train", 40, 32)["B"].reshape(40, -1)
+    test = generate_embedded("facades", "test", 40, 32)["B"].reshape(40, -1)
+    assert not any((train == t).all(axis=1).any() for t in test)
+
+
+def test_paired_target_is_a_function_of_the_label_map():
+    # Same label map must always render the same photo: the paired task has a right answer.
+    d = generate_embedded("facades", "train", 200, 32, seed=0)
+    seen = {}
+    for a, b in zip(d["A"], d["B"]):
+        key = a.tobytes()
+        if key in seen:
+            assert np.array_equal(seen[key], b)
+        seen[key] = b
+    assert len(seen) > 150  # and the layouts vary
+
+
+def test_unpaired_domains_differ_in_stripes():
+    d = generate_embedded("stripes", "train", 8, 64)
+    # domain B has black-and-white stripes: far more near-black pixels than the brown animals of domain A
+    dark = lambda x: (x.max(axis=-1) < 50).mean()
+    assert dark(d["B"]) > 3 * dark(d["A"])
+
+
+def test_embedded_errors():
+    with pytest.raises(ValueError, match="32..256"):
+        generate_embedded("facades", "train", 1, 16)
+    with pytest.raises(ValueError, match="facades"):
+        generate_embedded("horses", "train", 1, 32)
+    with pytest.raises(ValueError, match="heldout"):
+        generate_embedded("facades", "val", 1, 32)
+
+
+def test_embedded_cache_roundtrip(tmp_path):
+    first = load_embedded("stripes", "heldout", 3, 32, data_dir=tmp_path)
+    files = list((tmp_path / "embedded").glob("*.npz"))
+    assert len(files) == 1
+    again = load_embedded("stripes", "heldout", 3, 32, data_dir=tmp_path)
+    assert np.array_equal(first["A"], again["A"])
+
+
+def test_load_task_gives_three_splits():
+    cfg = get_preset("smoke")
+    splits = gdata.load_task("facades", cfg)
+    assert splits["paired"] is True
+    for split, n in (("train", cfg.n_train), ("heldout", cfg.n_heldout), ("test", cfg.n_test)):
+        assert splits[split]["A"].shape == (n, 3, cfg.image_size, cfg.image_size)
+        assert -1 <= splits[split]["A"].min() and splits[split]["A"].max() <= 1
+
+
+# -- real dataset layouts ---------------------------------------------------------------------------------------------
+def _img(path: Path, color, size=(16, 16)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def make_aligned(root: Path, n=3):
+    for phase in ("train", "test"):
+        for i in range(n):
+            ab = Image.new("RGB", (32, 16), (255, 0, 0))
+            ab.paste(Image.new("RGB", (16, 16), (0, 0, 255)), (16, 0))  # A red | B blue
+            (root / phase).mkdir(parents=True, exist_ok=True)
+            ab.save(root / phase / f"{i}.jpg", quality=100)
+    return root
+
+
+def make_unaligned(root: Path):
+    for folder, color in (("trainA", (255, 0, 0)), ("trainB", (0, 255, 0)), ("testA", (255, 0, 0)),
+                          ("testB", (0, 255, 0))):
+        for i in range(2 if folder.endswith("A") else 3):
+            _img(root / folder / f"{i}.png", color)
+    return root
+
+
+def test_aligned_loader_and_direction(tmp_path):
+    root = make_aligned(tmp_path / "facades")
+    item = AlignedFolder(root, "train", load_size=16, crop_size=16, flip=False)[0]
+    assert item["A"].shape == (3, 16, 16)
+    assert item["A"][0].mean() > 0.9 and item["B"][2].mean() > 0.9         # A red, B blue
+    swapped = AlignedFolder(root, "train", "BtoA", load_size=16, crop_size=16, flip=False)[0]
+    assert swapped["A"][2].mean() > 0.9 and swapped["B"][0].mean() > 0.9
+
+
+def test_paper_augmentation_crops_the_same_window_from_both_halves(tmp_path):
+    root = tmp_path / "grad"
+    (root / "train").mkdir(parents=True)
+    ramp = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))
+    half = np.stack([ramp] * 3, -1)
+    Image.fromarray(np.concatenate([half, half], 1)).save(root / "train" / "0.png")
+    ds = AlignedFolder(root, "train", load_size=36, crop_size=32, flip=True, seed=1)
+    for _ in range(5):
+        item = ds[0]
+        assert item["A"].shape == (3, 32, 32)
+        assert torch.allclose(item["A"], item["B"])  # same crop and flip on A and B
+
+
+def test_unaligned_loader(tmp_path):
+    root = make_unaligned(tmp_path / "h2z")
+    ds = open_real_dataset(root, "train", load_size=16, crop_size=16)
+    assert isinstance(ds, UnalignedFolder) and len(ds) == 3
+    item = ds[0]
+    assert item["A"][0].mean() > 0.9 and item["B"][1].mean() > 0.9
+
+
+def test_missing_dataset_names_layout_and_download_command(tmp_path):
+    with pytest.raises(DatasetError) as e:
+        open_real_dataset(tmp_path / "edges2shoes")
+    msg = str(e.value)
+    assert "python -m gclib data download edges2shoes" in msg and "A|B" in msg and "trainA" in msg
+
+
+def test_wrong_layout_is_explained(tmp_path):
+    root = make_unaligned(tmp_path / "h2z")
+    with pytest.raises(DatasetError, match="unaligned .*UnalignedFolder"):
+        AlignedFolder(root, "train")
+    aligned = make_aligned(tmp_path / "fac")
+    with pytest.raises(DatasetError, match="aligned .*AlignedFolder"):
+        UnalignedFolder(aligned, "train")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "x" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="holds no images"):
+        AlignedFolder(tmp_path / "x")
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    root = make_aligned(tmp_path / "fac")
+    bad = root / "train" / "1.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    ds = AlignedFolder(root, "train", load_size=16, crop_size=16)
+    with pytest.raises(DatasetError, match=r"cannot read image .*1\.jpg"):
+        ds[1]
+
+
+def test_real_dataset_through_load_task(tmp_path):
+    root = make_aligned(tmp_path / "fac")
+    cfg = get_preset("smoke", image_size=16, load_size=18, real_dataset_root=str(root))
+    splits = gdata.load_task("ignored", cfg)
+    assert splits["paired"] and len(splits["train"]) == 3
+    assert splits["test"]["A"].shape == (3, 3, 16, 16)
+
+
+# -- download -----------------------------------------------------------------------------------------------------------
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from the test's folder and honours 'Range: bytes=N-' like the dataset hosts."""
+    requests: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = Path(self.directory) / self.path.lstrip("/")
+        body = path.read_bytes()
+        rng = self.headers.get("Range")
+        type(self).requests.append(rng)
+        if rng:
+            start = int(rng.split("=")[1].rstrip("-"))
+            self.send_response(206)
+            body = body[start:]
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(tmp_path):
+    serve_dir = tmp_path / "www"
+    serve_dir.mkdir()
+    handler = lambda *a, **k: _RangeHandler(*a, directory=str(serve_dir), **k)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    _RangeHandler.requests = []
+    yield serve_dir, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def _tar_of_aligned(tmp_path) -> bytes:
+    src = make_aligned(tmp_path / "src" / "facades")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        tf.add(src, arcname="facades")
+    return buf.getvalue()
+
+
+def test_download_verifies_resumes_and_unpacks(tmp_path, server):
+    serve_dir, base = server
+    payload = _tar_of_aligned(tmp_path)
+    (serve_dir / "facades.tar.gz").write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "dl" / "archives" / "facades.tar.gz"
+    dest.parent.mkdir(parents=True)
+    # a previous download stopped half-way: only the rest is requested
+    dest.with_name("facades.tar.gz.part").write_bytes(payload[: len(payload) // 2])
+    path = gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz", sha256=digest)
+    assert _RangeHandler.requests == [f"bytes={len(payload) // 2}-"]
+    assert dest.read_bytes() == payload and not dest.with_name("facades.tar.gz.part").exists()
+    assert len(AlignedFolder(path, "train")) == 3
+
+
+def test_download_rejects_a_bad_checksum(tmp_path, server):
+    serve_dir, base = server
+    (serve_dir / "x.zip").write_bytes(b"tampered")
+    dest = tmp_path / "x.zip"
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        fetch(f"{base}/x.zip", dest, sha256="0" * 64, progress=False)
+    assert not dest.exists()  # nothing half-verified is left where a loader would find it
+
+
+def test_unpinned_download_records_and_then_enforces_its_digest(tmp_path, server):
+    serve_dir, base = server
+    (serve_dir / "a.zip").write_bytes(b"first")
+    dest = fetch(f"{base}/a.zip", tmp_path / "a.zip", progress=False)
+    pin = tmp_path / "a.zip.sha256"
+    assert pin.read_text().split()[0] == hashlib.sha256(b"first").hexdigest()
+    dest.write_bytes(b"changed on disk")
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        fetch(f"{base}/a.zip", dest, progress=False)
+
+
+def test_extract_zip_in_cyclegan_layout(tmp_path):
+    src = make_unaligned(tmp_path / "src" / "horse2zebra")
+    archive = tmp_path / "horse2zebra.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in src.rglob("*.png"):
+            zf.write(f, f"horse2zebra/{f.relative_to(src)}")
+    out = extract(archive, tmp_path / "data" / "horse2zebra")
+    assert len(UnalignedFolder(out, "test", load_size=16, crop_size=16).files_B) == 3
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["horse2zebra"]  # no temporary folder left
+
+
+def test_extract_refuses_unsafe_paths(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../outside.txt", "x")
+    with pytest.raises(DatasetError, match="unsafe path"):
+        extract(archive, tmp_path / "data" / "evil")
+    assert not (tmp_path / "data" / "outside.txt").exists()

@@ -1,0 +1,96 @@
+"""Packaging, CLI, runner and results plumbing."""
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gclib import report, runner
+from gclib.cli import main
+from gclib.presets import PRESETS, get_preset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _norm(name: str) -> str:
+    return re.split(r"[<>=!~\[ ]", name.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_names_the_same_packages_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {_norm(d) for d in project["dependencies"]}
+    declared |= {_norm(d) for d in project["optional-dependencies"]["dev"]}
+    env = (REPO / "environment.yml").read_text()
+    pip_section = env.split("  - pip:\n", 1)[1]
+    listed = {_norm(line.strip()[2:]) for line in pip_section.splitlines()
+              if line.strip().startswith("- ") and not line.strip().startswith("- -e")}
+    assert declared == listed
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, re.S)
+    first_two = [c.strip() for c in commands[0].strip().splitlines() if c.strip() and not c.startswith("#")][:2]
+    assert first_two == ["make run", "make test"]
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_presets():
+    assert set(PRESETS) == {"smoke", "laptop", "paper"}
+    assert PRESETS["paper"].image_size == 256 and PRESETS["paper"].teacher_ngf == 64
+    assert PRESETS["smoke"].teacher_steps < PRESETS["laptop"].teacher_steps
+    assert get_preset("smoke", teacher_steps=3).teacher_steps == 3
+    with pytest.raises(ValueError, match="laptop"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="unknown preset fields"):
+        get_preset("smoke", steps=3)
+
+
+def test_cli_macs(capsys):
+    assert main(["macs", "teacher"]) == 0
+    assert "56.80 G MACs" in capsys.readouterr().out
+    assert main(["macs", "16_16_24_16_32_64_16_24", "--size", "256"]) == 0
+    assert "2.62 G MACs" in capsys.readouterr().out
+    assert main(["macs", "16_16_16"]) == 2
+    assert "needs 8" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "gclib", "--help"], capture_output=True, text=True, check=True)
+    assert "run" in out.stdout and "macs" in out.stdout and "data" in out.stdout
+
+
+def test_list_notebooks_only():
+    assert [p.name[:2] for p in runner.list_notebooks(["1"])] == ["01"]
+    with pytest.raises(ValueError, match="no notebook numbered"):
+        runner.list_notebooks(["99"])
+
+
+def test_runner_names_the_failing_notebook_and_cell(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('preset = "smoke"\nruns_dir = ""', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise RuntimeError('broken on purpose')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "09_broken.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(runner.NotebookFailed, match=r"09_broken.ipynb failed in cell \d+ .*broken on purpose"):
+        runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=120)
+
+
+def test_summary_and_readme_table(tmp_path):
+    report.record(tmp_path, "01_x", {"teacher GMACs": 0.887, "FID": 12.5})
+    report.record(tmp_path, "02_y", {"student GMACs": 0.1})
+    _, md = report.write_summary(tmp_path, "laptop", {"01_x": 120.0})
+    text = md.read_text()
+    assert "| 01_x | teacher GMACs | 0.887 |" in text and "| 01_x | runtime (min) | 2.0 |" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\noutro\n")
+    assert report.update_readme(readme, text)
+    new = readme.read_text()
+    assert "old" not in new and "| 02_y | student GMACs | 0.1 |" in new and new.endswith("outro\n")
+    assert not report.update_readme(readme, text)  # unchanged the second time

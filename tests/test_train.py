@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from gclib.checkpoint import load_checkpoint
+from gclib.data import load_task
+from gclib.models import NLayerDiscriminator, ResnetGenerator, init_weights
+from gclib.presets import get_preset
+from gclib.train import (CycleGANTrainer, Pix2PixTrainer, TrainConfig, load_or_train_teacher, lr_at,
+                         sample_batch)
+
+CFG = get_preset("smoke", image_size=32, n_train=12, n_heldout=4, n_test=4)
+
+
+def _nets(paired: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    g = lambda: init_weights(ResnetGenerator(ngf=8, n_blocks=2))
+    if paired:
+        return {"G": g(), "D": init_weights(NLayerDiscriminator(6, 8))}
+    return {"G_A": g(), "G_B": g(), "D_A": init_weights(NLayerDiscriminator(3, 8)),
+            "D_B": init_weights(NLayerDiscriminator(3, 8))}
+
+
+def _data(task):
+    return load_task(task, CFG)
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k].state_dict()[p], b[k].state_dict()[p]) for k in a for p in a[k].state_dict())
+
+
+def test_lr_is_constant_then_decays_linearly_to_zero():
+    cfg = TrainConfig(steps=100, lr=1.0, decay_fraction=0.5)
+    assert lr_at(0, cfg) == lr_at(50, cfg) == 1.0
+    assert lr_at(75, cfg) == pytest.approx(0.5)
+    assert lr_at(99, cfg) == pytest.approx(0.02)
+
+
+def test_batches_are_epochs_and_paired_flips_match():
+    data = _data("facades")["train"]
+    cfg = TrainConfig(steps=10, batch_size=4, seed=1)
+    # 12 images, batch 4: steps 0-2 are one epoch and visit every image once
+    seen = torch.cat([sample_batch(data, s, cfg, True)["A"] for s in range(3)])
+    flat = lambda t: {tuple(x.flatten()[:64].tolist()) for x in t}
+    assert flat(seen) | flat(seen.flip(-1)) >= flat(data["A"])
+    b = sample_batch(data, 0, cfg, True)
+    assert torch.equal(b["A"], sample_batch(data, 0, cfg, True)["A"])
+
+
+@pytest.mark.parametrize("trainer_cls, task", [(Pix2PixTrainer, "facades"), (CycleGANTrainer, "stripes")])
+def test_interrupted_training_resumes_with_nothing_lost(tmp_path, trainer_cls, task):
+    data = _data(task)["train"]
+    paired = trainer_cls is Pix2PixTrainer
+    cfg = TrainConfig(steps=6, batch_size=2, ckpt_every=100, eval_every=3, pool_size=2,
+                      gan_mode="hinge" if paired else "lsgan")
+
+    straight = trainer_cls(_nets(paired), cfg, tmp_path / "a.pt").fit(data, progress=False)
+
+    calls = []
+
+    def interrupt_at_step_3(G):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C after step 3
+        return {"fid": 0.0}
+
+    first = trainer_cls(_nets(paired), cfg, tmp_path / "b.pt")
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(data, interrupt_at_step_3, progress=False)
+    assert load_checkpoint(tmp_path / "b.pt")["step"] == 3
+    # a fresh process: new networks with *other* initial weights, everything must come from the checkpoint
+    resumed = trainer_cls(_nets(paired, seed=123), cfg, tmp_path / "b.pt").fit(data, progress=False)
+    assert resumed.step == 6
+    assert _same_weights(straight.nets, resumed.nets)
+    assert [h["G_gan"] for h in straight.history] == [h["G_gan"] for h in resumed.history]
+
+
+def test_same_seed_same_numbers(tmp_path):
+    data = _data("facades")["train"]
+    cfg = TrainConfig(steps=3, batch_size=2, ckpt_every=100)
+    runs = [Pix2PixTrainer(_nets(True), cfg, tmp_path / f"{i}.pt").fit(data, progress=False) for i in range(2)]
+    assert [h["G_L1"] for h in runs[0].history] == [h["G_L1"] for h in runs[1].history]
+    other = Pix2PixTrainer(_nets(True), TrainConfig(steps=3, batch_size=2, ckpt_every=100, seed=5),
+                           tmp_path / "x.pt").fit(data, progress=False)
+    assert [h["G_L1"] for h in other.history] != [h["G_L1"] for h in runs[0].history]
+
+
+def test_training_reduces_the_reconstruction_loss(tmp_path):
+    data = _data("facades")["train"]
+    cfg = TrainConfig(steps=30, batch_size=4, ckpt_every=100, lr=1e-3)
+    tr = Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt").fit(data, progress=False)
+    first = sum(h["G_L1"] for h in tr.history[:5]) / 5
+    last = sum(h["G_L1"] for h in tr.history[-5:]) / 5
+    assert last < 0.8 * first
+
+
+def test_load_or_train_loads_the_second_time(tmp_path):
+    cfg = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4, teacher_steps=2, teacher_ngf=8,
+                     teacher_blocks=3, ndf=8, batch_size=2)
+    splits = load_task("facades", cfg)
+    G1, info1 = load_or_train_teacher(cfg, "facades", splits, tmp_path, progress=False)
+    assert info1["trained_now"] and (tmp_path / "teacher_facades.pt").exists()
+    G2, info2 = load_or_train_teacher(cfg, "facades", splits, tmp_path, progress=False)
+    assert not info2["trained_now"]
+    assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
+    # other settings do not silently reuse the old teacher
+    cfg3 = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4, teacher_steps=3, teacher_ngf=8,
+                      teacher_blocks=3, ndf=8, batch_size=2)
+    _, info3 = load_or_train_teacher(cfg3, "facades", splits, tmp_path, progress=False)
+    assert info3["trained_now"] and len(info3["history"]) == 3
