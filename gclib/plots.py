@@ -38,7 +38,7 @@ def training_curves(history: list[dict], evals: list[dict], extractor: str, smoo
         v = np.array([h[key] for h in history], dtype=float)
         k = max(1, min(smooth, len(v)))
         ax_loss.plot(steps[k - 1:], np.convolve(v, np.ones(k) / k, mode="valid"), label=key)
-    ax_loss.set(xlabel="step", ylabel="loss", title=f"training losses (moving average of {smooth})", yscale="log")
+    ax_loss.set(xlabel="step", ylabel="loss", title=f"training losses (moving average of {smooth})")
     ax_loss.legend(fontsize=8)
     if evals:
         es = [e["step"] for e in evals]
@@ -48,6 +48,7 @@ def training_curves(history: list[dict], evals: list[dict], extractor: str, smoo
         ax_kid.errorbar(es, [e["kid"] for e in evals], yerr=[e["kid_std"] for e in evals], fmt="s--", color="C1",
                         label="KID x1000")
         ax_kid.set_ylabel("KID x1000")
-        fig.legend(loc="upper right", bbox_to_anchor=(0.98, 0.9), fontsize=8)
+        handles = ax_fid.get_legend_handles_labels()[0] + ax_kid.get_legend_handles_labels()[0]
+        ax_fid.legend(handles=handles, fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig

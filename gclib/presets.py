@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(name="smoke", image_size=32, n_train=64, n_heldout=32, n_test=32, batch_size=4,
                     teacher_ngf=16, teacher_blocks=6, teacher_steps=30, ndf=16, eval_every=15, ckpt_every=10),
     "laptop": Preset(name="laptop", image_size=64, n_train=800, n_heldout=200, n_test=200, batch_size=8,
-                     teacher_ngf=64, teacher_blocks=9, teacher_steps=600, ndf=64, eval_every=100, ckpt_every=50),
+                     teacher_ngf=64, teacher_blocks=9, teacher_steps=500, ndf=64, eval_every=100, ckpt_every=50),
     "paper": Preset(name="paper", image_size=256, n_train=0, n_heldout=0, n_test=0, batch_size=1,
                     teacher_ngf=64, teacher_blocks=9, teacher_steps=200 * 400, ndf=64, eval_every=5000,
                     ckpt_every=2000, load_size=286),

@@ -335,7 +335,9 @@ def load_or_train_teacher(preset, task: str, data: dict, runs_dir: str | Path, s
             return G.to(device).eval(), {"history": state["history"], "evals": state["evals"],
                                          "trained_now": False, "hparams": saved}
         print(f"{final} was trained with other settings; training a new teacher")
-    nets = build_teacher_nets(preset, data["paired"])
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed alone, not on what ran before
+        torch.manual_seed(seed)
+        nets = build_teacher_nets(preset, data["paired"])
     cfg = teacher_config(preset, data["paired"], seed)
     trainer_cls = Pix2PixTrainer if data["paired"] else CycleGANTrainer
     trainer = trainer_cls(nets, cfg, runs_dir / f"teacher_{task}.train.pt", device, hparams)
