@@ -14,6 +14,7 @@ Every image is an ``uint8`` array (H, W, 3); the torch datasets return float ten
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tarfile
@@ -253,8 +254,6 @@ def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,
         with np.load(path) as z:
             return {"A": z["A"], "B": z["B"]}
     arrays = generate_embedded(task, split, n, size, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import io
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())

@@ -7,6 +7,9 @@ the same weights as an uninterrupted run (tested in ``tests/test_train.py``).
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +76,26 @@ def sample_batch(data: dict[str, torch.Tensor] | Dataset, step: int, cfg: TrainC
     a[flip_a] = a[flip_a].flip(-1)
     b[flip_b] = b[flip_b].flip(-1)
     return {"A": a, "B": b}
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """While active, SIGINT only raises a flag (checked between steps), so a step is never cut in half.
+
+    Signal handlers can only be installed from the main thread; elsewhere Ctrl-C interrupts as usual and training
+    resumes from the last periodic checkpoint."""
+    flag = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: flag["hit"]
+        return
+
+    def handler(signum, frame):
+        flag["hit"] = True
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: flag["hit"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
@@ -153,31 +176,34 @@ class Trainer:
         return True
 
     # -- the loop ------------------------------------------------------------------------------------------------
-    def fit(self, data: dict[str, torch.Tensor], eval_fn: EvalFn | None = None, stop_at: int | None = None,
+    def fit(self, data: dict[str, torch.Tensor] | Dataset, eval_fn: EvalFn | None = None, stop_at: int | None = None,
             progress: bool = True) -> "Trainer":
-        """Train up to ``cfg.steps`` (or ``stop_at``, to simulate an interruption), resuming if a checkpoint exists."""
+        """Train up to ``cfg.steps`` (or ``stop_at``), resuming if a checkpoint exists.
+
+        Ctrl-C (Kernel > Interrupt) lets the running step finish, saves, then raises ``KeyboardInterrupt``: the next
+        ``fit`` continues exactly where this one stopped."""
         self.resume()
         end = min(self.cfg.steps, stop_at) if stop_at is not None else self.cfg.steps
         bar = tqdm(range(self.step, end), initial=self.step, total=self.cfg.steps, desc=type(self).__name__,
                    disable=not progress)
         try:
-            for step in bar:
-                self.step = step
-                _set_lr(list(self.optimizers.values()), lr_at(step, self.cfg))
-                batch = sample_batch(data, step, self.cfg, self.paired)
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                t0 = time.perf_counter()
-                losses = self.train_step(batch, step_generator(self.cfg.seed, step))
-                self.history.append({"step": step, "seconds": time.perf_counter() - t0, **losses})
-                self.step = step + 1
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
-                if eval_fn is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
-                    self.evals.append({"step": self.step, **eval_fn(self.generator)})
-                if self.step % self.cfg.ckpt_every == 0 or self.step == end:
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()  # nothing lost: the next fit() continues from here
-            raise
+            with _deferred_interrupt() as interrupted:
+                for step in bar:
+                    _set_lr(list(self.optimizers.values()), lr_at(step, self.cfg))
+                    batch = sample_batch(data, step, self.cfg, self.paired)
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    t0 = time.perf_counter()
+                    losses = self.train_step(batch, step_generator(self.cfg.seed, step))
+                    self.history.append({"step": step, "seconds": time.perf_counter() - t0, **losses})
+                    self.step = step + 1
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                    if eval_fn is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                        self.evals.append({"step": self.step, **eval_fn(self.generator)})
+                    if self.step % self.cfg.ckpt_every == 0 or self.step == end or interrupted():
+                        self.save()
+                    if interrupted():
+                        raise KeyboardInterrupt(f"training interrupted after step {self.step}; saved to "
+                                                f"{self.ckpt_path}, run again to resume")
         finally:
             bar.close()
         return self

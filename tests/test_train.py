@@ -1,3 +1,6 @@
+import os
+import signal
+
 import pytest
 import torch
 
@@ -55,17 +58,15 @@ def test_interrupted_training_resumes_with_nothing_lost(tmp_path, trainer_cls, t
 
     straight = trainer_cls(_nets(paired), cfg, tmp_path / "a.pt").fit(data, progress=False)
 
-    calls = []
+    class CtrlCDuringStep3(trainer_cls):
+        def train_step(self, batch, g):
+            if len(self.history) == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, arriving in the middle of the third step
+            return super().train_step(batch, g)
 
-    def interrupt_at_step_3(G):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt  # as if the user pressed Ctrl-C after step 3
-        return {"fid": 0.0}
-
-    first = trainer_cls(_nets(paired), cfg, tmp_path / "b.pt")
-    with pytest.raises(KeyboardInterrupt):
-        first.fit(data, interrupt_at_step_3, progress=False)
+    first = CtrlCDuringStep3(_nets(paired), cfg, tmp_path / "b.pt")
+    with pytest.raises(KeyboardInterrupt, match="after step 3"):
+        first.fit(data, progress=False)
     assert load_checkpoint(tmp_path / "b.pt")["step"] == 3
     # a fresh process: new networks with *other* initial weights, everything must come from the checkpoint
     resumed = trainer_cls(_nets(paired, seed=123), cfg, tmp_path / "b.pt").fit(data, progress=False)
