@@ -28,13 +28,14 @@ def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS_DIR) 
     return books
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int) -> Path:
+def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, progress: bool = True) -> Path:
+    """Execute one notebook into ``out_dir/notebooks/`` with a per-cell progress bar."""
     import papermill as pm
     out = out_dir / "notebooks" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
-                            kernel_name="python3", execution_timeout=timeout, progress_bar=False)
+                            kernel_name="python3", execution_timeout=timeout, progress_bar=progress)
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"{path.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                              f"{e.ename}: {e.evalue}. The executed notebook with the traceback is {out}") from None

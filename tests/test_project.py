@@ -79,7 +79,8 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
     path = tmp_path / "09_broken.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(runner.NotebookFailed, match=r"09_broken.ipynb failed in cell \d+ .*broken on purpose"):
-        runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=120)
+        runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=120,
+                            progress=False)
 
 
 def test_summary_and_readme_table(tmp_path):
@@ -94,3 +95,17 @@ def test_summary_and_readme_table(tmp_path):
     new = readme.read_text()
     assert "old" not in new and "| 02_y | student GMACs | 0.1 |" in new and new.endswith("outro\n")
     assert not report.update_readme(readme, text)  # unchanged the second time
+
+
+def test_runner_times_out_a_hanging_cell(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('preset = "smoke"\nruns_dir = ""', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "08_hangs.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(runner.NotebookFailed, match=r"08_hangs.ipynb: a cell ran longer than 3 s"):
+        runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=3,
+                            progress=False)
