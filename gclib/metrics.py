@@ -233,7 +233,9 @@ class FeatureDistance:
 
     def compute(self) -> dict:
         """``{'fid', 'kid', 'kid_std'}``; KID is reported x1000 as is customary."""
-        self.kid.subset_size = min(self.n_subset, self.n_real, self.n_fake)
+        # KID averages an unbiased MMD over random subsets; with fewer than 2 x n_subset images, subsets of half the
+        # images keep the subsets different from each other, so kid_std says something about the spread.
+        self.kid.subset_size = max(2, min(self.n_subset, self.n_real // 2, self.n_fake // 2))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fid = float(self.fid.compute())
