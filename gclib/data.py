@@ -64,8 +64,8 @@ def _box(mask: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int
     return max(0, y0), min(h, y1), max(0, x0), min(w, x1)
 
 
-def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (label map, photo) pair, both (size, size, 3) uint8."""
+def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """One (label map, photo) pair, both (size, size, 3) uint8, and its (wall material, storeys, columns)."""
     s = size / 64.0                                   # every length below is in 64-pixel units, scaled by s
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     label = np.zeros((size, size), np.int16)           # index into CLASSES
@@ -172,7 +172,7 @@ def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
             photo[sy0:sy1, x0:x1][under] *= 0.7
 
     palette = np.array([LABELS[c] for c in classes], np.uint8)
-    return palette[label], np.clip(photo, 0, 255).astype(np.uint8)
+    return palette[label], np.clip(photo, 0, 255).astype(np.uint8), (WALLS.index(wall), n_floors, n_cols)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -225,7 +225,8 @@ def split_seed(seed: int, split: str, stream: int = 0) -> np.random.SeedSequence
 
 
 def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Generate ``n`` examples of an embedded task. Returns uint8 arrays ``A`` and ``B`` of shape (n, size, size, 3).
+    """Generate ``n`` examples of an embedded task. Returns uint8 arrays ``A`` and ``B`` of shape (n, size, size, 3)
+    (for ``facades`` also int arrays ``wall``, ``floors``, ``cols`` describing each building).
 
     For ``facades`` row i of A and B is a pair; for ``stripes`` A and B come from independent streams (unpaired).
     """
@@ -238,7 +239,10 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
     if task == "facades":
         rng = np.random.default_rng(split_seed(seed, split))
         pairs = [_facade(rng, size) for _ in range(n)]
-        return {"A": np.stack([p[0] for p in pairs]), "B": np.stack([p[1] for p in pairs])}
+        attrs = np.array([p[2] for p in pairs], np.int64).reshape(n, 3)
+        # A, B: images; wall/floors/cols: what the renderer drew (the offline FID extractor learns to see these)
+        return {"A": np.stack([p[0] for p in pairs]), "B": np.stack([p[1] for p in pairs]),
+                "wall": attrs[:, 0], "floors": attrs[:, 1], "cols": attrs[:, 2]}
     rng_a = np.random.default_rng(split_seed(seed, split, 1))
     rng_b = np.random.default_rng(split_seed(seed, split, 2))
     return {"A": np.stack([_animal(rng_a, size, False) for _ in range(n)]),
@@ -252,7 +256,7 @@ def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,
     path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}.npz"
     if path.exists():
         with np.load(path) as z:
-            return {"A": z["A"], "B": z["B"]}
+            return dict(z)
     arrays = generate_embedded(task, split, n, size, seed)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

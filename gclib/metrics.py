@@ -9,7 +9,7 @@ FID and KID come from torchmetrics with a pluggable feature extractor:
 - ``"inception"``: the standard TF-ported Inception-v3 pool3 features (2048-d) that published FIDs use; the weights
   are downloaded by torch-fidelity on a user's machine, or read from a local file (``inception_weights=PATH``).
 - ``"offline"``: a small CNN trained by :func:`train_offline_extractor` on the embedded data, deterministic from its
-  seed, cached under ``data/extractors/`` (about 0.5 MB). It needs no download. Its numbers are comparable with each
+  seed, cached under ``data/extractors/`` (under 1 MB). It needs no download. Its numbers are comparable with each
   other but **not** with published Inception FIDs: every figure says which extractor produced it.
 """
 from __future__ import annotations
@@ -55,30 +55,40 @@ def describe(model: nn.Module, image_size: int) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 # The offline feature extractor
 # ----------------------------------------------------------------------------------------------------------------
-OFFLINE_VERSION = 1
+OFFLINE_VERSION = 2
 DEGRADATIONS = ("clean", "blur", "noise", "colour", "blocky", "shuffle")
+# What the extractor must recognise in a clean image, like Inception recognises ImageNet classes:
+CONTENT = ("brick facade", "plaster facade", "stone facade", "facade label map", "plain animal", "striped animal")
 
 
 class OfflineFeatures(nn.Module):
-    """uint8 images (N, 3, H, W), any size -> (N, 128) features, the role Inception's pool3 plays for FID.
+    """uint8 images (N, 3, H, W), any size -> (N, 192) features, the role Inception's pool3 plays for FID.
 
-    Four stride-2 convs on a 64x64 resize, then global average pooling. It is trained (see below) to tell clean
-    images of the embedded tasks from degraded ones, so its features respond to the artefacts a weak generator makes:
-    blur, noise, wrong colours, blockiness, misplaced structure."""
+    Four stride-2 convs on a 64x64 resize; the features are the spatial means of the last two stages (64 + 128
+    channels), so both texture (8x8 stage) and layout (4x4 stage) count. It is trained (see
+    :func:`train_offline_extractor`) to recognise what an embedded image shows (wall material, number of storeys and
+    window columns, striped or plain animal) and which degradation it went through (blur, noise, colour shift,
+    blockiness, shuffled layout), so its features move when a generator gets content or texture wrong."""
 
-    num_features = 128
+    num_features = 192
 
     def __init__(self):
         super().__init__()
         widths = [3, 16, 32, 64, 128]
-        layers: list[nn.Module] = []
-        for cin, cout in zip(widths[:-1], widths[1:]):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
-        self.body = nn.Sequential(*layers)                      # 64x64 -> 4x4
-        self.head = nn.Linear(128, len(DEGRADATIONS))          # used only for training
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+            for cin, cout in zip(widths[:-1], widths[1:]))       # 64 -> 32 -> 16 -> 8 -> 4 pixels
+        self.heads = nn.ModuleDict({"degradation": nn.Linear(192, len(DEGRADATIONS)),
+                                    "content": nn.Linear(192, len(CONTENT)),
+                                    "floors": nn.Linear(192, 3), "cols": nn.Linear(192, 3)})  # 2, 3 or 4 each
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:      # float in [-1, 1], (N, 3, 64, 64) -> (N, 128)
-        return self.body(x).mean(dim=(2, 3))
+    def features(self, x: torch.Tensor) -> torch.Tensor:      # float in [-1, 1], (N, 3, 64, 64) -> (N, 192)
+        pooled = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i >= 2:
+                pooled.append(x.mean(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
 
     @staticmethod
     def prepare(images: torch.Tensor) -> torch.Tensor:
@@ -124,12 +134,15 @@ def offline_extractor_path(data_dir: str | Path | None = None) -> Path:
     return root / "extractors" / f"offline_v{OFFLINE_VERSION}.pt"
 
 
-def train_offline_extractor(steps: int = 300, n_images: int = 512, seed: int = 0, progress: bool = True
+def train_offline_extractor(steps: int = 400, n_images: int = 600, seed: int = 0, progress: bool = True
                             ) -> OfflineFeatures:
-    """Train :class:`OfflineFeatures` to classify which degradation an embedded-task image went through.
+    """Train :class:`OfflineFeatures` on the *train* split of both embedded tasks at 64x64 (it never sees the
+    held-out or test images it later scores). Four heads share the features:
 
-    The training images are the *train* split of both embedded tasks (targets and both unpaired domains) at 64x64,
-    so the extractor never sees the held-out or test images it later scores."""
+    - content: brick / plaster / stone facade, label map, plain / striped animal;
+    - storeys and window columns of a facade (label maps and photos);
+    - which degradation was applied (each image gets one at random, 'clean' included).
+    """
     from tqdm.auto import tqdm
     with torch.random.fork_rng(devices=[]):  # leave the caller's random stream untouched
         torch.manual_seed(seed)
@@ -138,11 +151,20 @@ def train_offline_extractor(steps: int = 300, n_images: int = 512, seed: int = 0
 
 def _train_offline(steps: int, n_images: int, seed: int, progress: bool, tqdm) -> OfflineFeatures:
     fac = generate_embedded("facades", "train", n_images, 64, seed)
-    ani = generate_embedded("stripes", "train", n_images // 2, 64, seed)
-    images = to_tensor(np.concatenate([fac["B"], fac["A"][: n_images // 4], ani["A"], ani["B"]]))
+    ani = generate_embedded("stripes", "train", n_images // 3, 64, seed)
+    n_maps, n_ani = n_images // 3, n_images // 3
+    images = to_tensor(np.concatenate([fac["B"], fac["A"][:n_maps], ani["A"], ani["B"]]))
+    content = torch.from_numpy(np.concatenate([fac["wall"], np.full(n_maps, 3), np.full(n_ani, 4),
+                                               np.full(n_ani, 5)]))
+    no_count = np.full(2 * n_ani, -100)                       # cross_entropy's ignore_index: animals have no storeys
+    floors = torch.from_numpy(np.concatenate([fac["floors"], fac["floors"][:n_maps], no_count]) - 2).clamp(min=-100)
+    cols = torch.from_numpy(np.concatenate([fac["cols"], fac["cols"][:n_maps], no_count]) - 2).clamp(min=-100)
+    floors[content >= 4], cols[content >= 4] = -100, -100
+
     net = OfflineFeatures()
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
+    ce = nn.functional.cross_entropy
     bar = tqdm(range(steps), desc="offline extractor", disable=not progress)
     for _ in bar:
         idx = torch.randint(len(images), (64,), generator=g)
@@ -152,7 +174,10 @@ def _train_offline(steps: int, n_images: int, seed: int, progress: bool, tqdm) -
             sel = kinds == k
             if sel.any():
                 x[sel] = degrade(x[sel], k, g)
-        loss = nn.functional.cross_entropy(net.head(net.features(x)), kinds)
+        f = net.features(x)
+        loss = (ce(net.heads["degradation"](f), kinds) + ce(net.heads["content"](f), content[idx])
+                + ce(net.heads["floors"](f), floors[idx], ignore_index=-100)
+                + ce(net.heads["cols"](f), cols[idx], ignore_index=-100))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -168,7 +193,8 @@ def load_offline_extractor(data_dir: str | Path | None = None, progress: bool = 
         net.load_state_dict(load_checkpoint(path)["model"])
         return net.eval()
     net = train_offline_extractor(progress=progress)
-    save_checkpoint(path, {"model": net.state_dict()}, {"version": OFFLINE_VERSION, "degradations": DEGRADATIONS})
+    save_checkpoint(path, {"model": net.state_dict()},
+                    {"version": OFFLINE_VERSION, "degradations": DEGRADATIONS, "content": CONTENT})
     return net
 
 
@@ -254,6 +280,14 @@ def generate(G: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.
     outs = [to_uint8(G(inputs[i:i + batch_size].to(device))).cpu() for i in range(0, len(inputs), batch_size)]
     G.train(was_training)
     return torch.cat(outs)
+
+
+@torch.no_grad()
+def l1_to_target(G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Paired tasks only: mean |G(A) - B| in 0..255 grey levels, on the uint8 images a user would see."""
+    fake = generate(G, inputs).float()
+    real = to_uint8(targets).float()
+    return float((fake - real).abs().mean())
 
 
 class GeneratorScorer:

@@ -50,8 +50,8 @@ def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None
         for key, value in res.items():
             if key != "notebook":
                 lines.append(f"| {nb} | {key} | {_fmt(value)} |")
-        if runtimes and nb in runtimes:
-            lines.append(f"| {nb} | runtime (min) | {runtimes[nb] / 60:.1f} |")
+    for stem, seconds in (runtimes or {}).items():  # a notebook's records may carry a suffix (the task)
+        lines.append(f"| {stem} | runtime (min) | {seconds / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -92,6 +92,19 @@ def test_generator_scorer_ranks_a_copy_of_the_targets_best():
     assert scorer(Noisy(0.0))["fid"] < scorer(Noisy(1.0))["fid"]
 
 
+def test_l1_to_target_counts_grey_levels():
+    class Shift(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return x + 10 / 127.5
+
+    targets = torch.zeros(4, 3, 8, 8)                 # grey level 127.5 -> rounds to 128
+    assert metrics.l1_to_target(Shift(), targets, targets) == pytest.approx(10, abs=1)
+
+
 def test_unknown_extractor():
     with pytest.raises(ValueError, match="offline"):
         metrics.get_extractor("vgg")
