@@ -343,7 +343,8 @@ def load_or_train_teacher(preset, task: str, data: dict, runs_dir: str | Path, s
                           progress: bool = True) -> tuple[nn.Module, dict]:
     """The trained teacher generator (A -> B) of ``task``, from ``runs_dir`` if there, else trained now.
 
-    Files: ``teacher_{task}.pt`` (final: generator state_dict, history, evals) with ``.json`` hyper-parameters,
+    Files: ``teacher_{task}.pt`` (final: state_dicts of the A->B generator ``G`` and of the discriminator ``D`` that
+    judged it, history, evals) with ``.json`` hyper-parameters,
     and ``teacher_{task}.train.pt``, the resumable training state (kept, so more steps can be added later).
     Returns ``(G, info)`` with ``info = {'history', 'evals', 'trained_now', 'hparams'}``."""
     from .models import ResnetGenerator
@@ -375,5 +376,8 @@ def load_or_train_teacher(preset, task: str, data: dict, runs_dir: str | Path, s
             trainer.ckpt_path.replace(trainer.ckpt_path.with_suffix(".stale.pt"))
     trainer.fit(data["train"], eval_fn, progress=progress)
     G = trainer.generator
-    save_checkpoint(final, {"G": G.state_dict(), "history": trainer.history, "evals": trainer.evals}, hparams)
+    # The discriminator that judged G's outputs is kept too: the paper starts the student's D from it (notebook 02).
+    D = trainer.nets["D"] if data["paired"] else trainer.nets["D_B"]
+    save_checkpoint(final, {"G": G.state_dict(), "D": D.state_dict(), "history": trainer.history,
+                            "evals": trainer.evals}, hparams)
     return G.eval(), {"history": trainer.history, "evals": trainer.evals, "trained_now": True, "hparams": hparams}

@@ -100,6 +100,7 @@ def test_load_or_train_loads_the_second_time(tmp_path):
     splits = load_task("facades", cfg)
     G1, info1 = load_or_train_teacher(cfg, "facades", splits, tmp_path, progress=False)
     assert info1["trained_now"] and (tmp_path / "teacher_facades.pt").exists()
+    assert set(load_checkpoint(tmp_path / "teacher_facades.pt")) >= {"G", "D", "history", "evals"}
     G2, info2 = load_or_train_teacher(cfg, "facades", splits, tmp_path, progress=False)
     assert not info2["trained_now"]
     assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
