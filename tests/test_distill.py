@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from gclib.data import load_task
+from gclib.distill import (DistillTrainer, FeatureTaps, build_mappings, distill_config, distill_loss)
+from gclib.mobile import MobileResnetGenerator
+from gclib.models import NLayerDiscriminator, ResnetGenerator, init_weights
+from gclib.presets import get_preset
+from gclib.train import TrainConfig, sample_batch
+
+CFG = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4)
+
+
+@pytest.mark.parametrize("net, width", [(ResnetGenerator(ngf=16, n_blocks=9), 64),
+                                        (MobileResnetGenerator(ngf=8, n_blocks=9), 32),
+                                        (MobileResnetGenerator(config="8_8_16_8_8_8_8_8"), 64)])
+def test_taps_return_the_trunk_features_at_the_four_points(net, width):
+    x = torch.randn(2, 3, 32, 32)
+    with FeatureTaps(net, net.distill_indices) as taps:
+        out = net(x)
+    assert out.shape == x.shape
+    assert [tuple(f.shape) for f in taps.features] == [(2, width, 8, 8)] * 4
+    # the taps are the outputs of layers 9, 12, 15, 18: re-running the prefix gives the same tensor
+    assert torch.allclose(taps.features[-1], net.model[:19](x))
+
+
+def test_mappings_map_student_width_to_teacher_width():
+    t, s = ResnetGenerator(ngf=16, n_blocks=9), MobileResnetGenerator(ngf=8, n_blocks=9)
+    maps = build_mappings(s, t)
+    feats_s = [torch.randn(2, 32, 8, 8) for _ in range(4)]
+    feats_t = [torch.randn(2, 64, 8, 8) for _ in range(4)]
+    assert distill_loss(feats_s, feats_t, maps) > 0
+    assert all(m.weight.shape == (64, 32, 1, 1) for m in maps)
+
+
+def test_variants_follow_the_paper():
+    base = TrainConfig(steps=1)
+    paired = distill_config(base, True, "features")
+    assert (paired.gan_mode, paired.lambda_recon, paired.lambda_distill, paired.recon_target,
+            paired.conditional_d) == ("hinge", 100.0, 1.0, "real", True)
+    unpaired = distill_config(base, False, "features")
+    assert (unpaired.gan_mode, unpaired.lambda_recon, unpaired.lambda_distill, unpaired.recon_target,
+            unpaired.conditional_d) == ("lsgan", 10.0, 0.01, "teacher", False)
+    assert distill_config(base, True, "output").recon_target == "teacher"
+    assert distill_config(base, True, "alone").lambda_distill == 0
+    with pytest.raises(ValueError, match="features"):
+        distill_config(base, True, "everything")
+
+
+def _trainer(tmp_path, paired, variant, steps=3, lr=2e-4):
+    torch.manual_seed(0)
+    teacher = ResnetGenerator(ngf=8, n_blocks=3)
+    student = init_weights(MobileResnetGenerator(ngf=4, n_blocks=3))
+    nets = {"G": student, "D": init_weights(NLayerDiscriminator(6 if paired else 3, 8)),
+            "maps": build_mappings(student, teacher)}
+    cfg = distill_config(TrainConfig(steps=steps, batch_size=2, lr=lr, ckpt_every=100), paired, variant)
+    return DistillTrainer(nets, teacher, cfg, tmp_path / "s.pt", paired=paired)
+
+
+def test_mapping_convs_are_trained(tmp_path):
+    tr = _trainer(tmp_path, True, "features")
+    before = [m.weight.clone() for m in tr.nets["maps"]]
+    tr.fit(load_task("facades", CFG)["train"], progress=False)
+    assert all(not torch.equal(b, m.weight) for b, m in zip(before, tr.nets["maps"]))
+    assert all(h["distill"] > 0 for h in tr.history)
+
+
+def test_unpaired_recon_target_is_the_teachers_output(tmp_path):
+    data = load_task("stripes", CFG)["train"]
+    tr = _trainer(tmp_path, False, "features", steps=1, lr=0.0)
+    tr.fit(data, progress=False)
+    batch = sample_batch(data, 0, tr.cfg, paired=False)
+    with torch.no_grad():
+        to_teacher = torch.nn.functional.l1_loss(tr.nets["G"](batch["A"]), tr.teacher(batch["A"])).item()
+        to_b = torch.nn.functional.l1_loss(tr.nets["G"](batch["A"]), batch["B"]).item()
+    assert tr.history[0]["G_recon"] == pytest.approx(to_teacher, rel=1e-5)
+    assert to_b != pytest.approx(to_teacher, rel=1e-3)
+
+
+def test_teacher_is_not_trained(tmp_path):
+    tr = _trainer(tmp_path, True, "features")
+    before = {k: v.clone() for k, v in tr.teacher.state_dict().items()}
+    tr.fit(load_task("facades", CFG)["train"], progress=False)
+    assert all(torch.equal(before[k], v) for k, v in tr.teacher.state_dict().items())
+    assert "teacher" not in tr.state_dict()["nets"]
