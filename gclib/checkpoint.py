@@ -38,8 +38,8 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: str | Path, obj: Any, sort_keys: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], hparams: dict[str, Any] | None = None) -> None:

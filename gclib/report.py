@@ -19,7 +19,7 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 def record(runs_dir: str | Path, notebook: str, figures: dict) -> Path:
     """Write ``runs_dir/results/{notebook}.json``: plain numbers and strings, one level deep."""
     path = Path(runs_dir) / "results" / f"{notebook}.json"
-    atomic_write_json(path, {"notebook": notebook, **figures})
+    atomic_write_json(path, {"notebook": notebook, **figures}, sort_keys=False)  # the notebook's order
     return path
 
 
