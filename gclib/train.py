@@ -75,7 +75,8 @@ def sample_batch(data: dict[str, torch.Tensor] | Dataset, step: int, cfg: TrainC
     a, b = data["A"][idx_a].clone(), data["B"][idx_b].clone()
     a[flip_a] = a[flip_a].flip(-1)
     b[flip_b] = b[flip_b].flip(-1)
-    return {"A": a, "B": b}
+    # index/flip_a say which training image each A is, so a frozen teacher's outputs can be looked up (distill.py)
+    return {"A": a, "B": b, "index": idx_a, "flip_a": flip_a}
 
 
 @contextlib.contextmanager
@@ -191,7 +192,8 @@ class Trainer:
                 for step in bar:
                     _set_lr(list(self.optimizers.values()), lr_at(step, self.cfg))
                     batch = sample_batch(data, step, self.cfg, self.paired)
-                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    batch = {k: v.to(self.device, non_blocking=True) if k in ("A", "B") else v
+                             for k, v in batch.items()}
                     t0 = time.perf_counter()
                     losses = self.train_step(batch, step_generator(self.cfg.seed, step))
                     self.history.append({"step": step, "seconds": time.perf_counter() - t0, **losses})

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from gclib.data import load_task
-from gclib.distill import (DistillTrainer, FeatureTaps, build_mappings, distill_config, distill_loss)
+from gclib.distill import (DistillTrainer, FeatureTaps, TeacherCache, build_mappings, distill_config,
+                           distill_loss)
 from gclib.mobile import MobileResnetGenerator
 from gclib.models import NLayerDiscriminator, ResnetGenerator, init_weights
 from gclib.presets import get_preset
@@ -83,3 +84,26 @@ def test_teacher_is_not_trained(tmp_path):
     tr.fit(load_task("facades", CFG)["train"], progress=False)
     assert all(torch.equal(before[k], v) for k, v in tr.teacher.state_dict().items())
     assert "teacher" not in tr.state_dict()["nets"]
+
+
+def test_teacher_cache_gives_what_the_teacher_computes(tmp_path):
+    data = load_task("facades", CFG)["train"]
+    teacher = ResnetGenerator(ngf=8, n_blocks=3)
+    cache = TeacherCache(teacher, data["A"], batch_size=3, progress=False)
+    batch = sample_batch(data, 1, TrainConfig(steps=4, batch_size=4), paired=True)
+    out, feats = cache.lookup(batch["index"], batch["flip_a"], "cpu")
+    with torch.no_grad(), FeatureTaps(teacher, teacher.distill_indices) as taps:
+        expected = teacher(batch["A"])   # batch["A"] is already flipped where flip_a says so
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert all(torch.allclose(f, t, atol=1e-2, rtol=1e-2) for f, t in zip(feats, taps.features))  # float16 store
+
+
+def test_training_with_the_cache_matches_training_without(tmp_path):
+    data = load_task("facades", CFG)["train"]
+    plain = _trainer(tmp_path / "a", True, "features").fit(data, progress=False)
+    cached = _trainer(tmp_path / "b", True, "features")
+    cached.cache = TeacherCache(cached.teacher, data["A"], progress=False)
+    cached.fit(data, progress=False)
+    for h1, h2 in zip(plain.history, cached.history):
+        assert h1["G_recon"] == pytest.approx(h2["G_recon"], rel=1e-4)
+        assert h1["distill"] == pytest.approx(h2["distill"], rel=1e-2)
