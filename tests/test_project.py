@@ -69,16 +69,18 @@ def test_list_notebooks_only():
         runner.list_notebooks(["99"])
 
 
-def test_runner_names_the_failing_notebook_and_cell(tmp_path):
+def _tiny_notebook(path: Path, *code: str) -> Path:
+    """A notebook with a papermill parameters cell followed by the given code cells."""
     import nbformat
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('preset = "smoke"\nruns_dir = ""', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise RuntimeError('broken on purpose')"),
-    ])
+    cells = [nbformat.v4.new_code_cell('preset = "smoke"\nruns_dir = ""', metadata={"tags": ["parameters"]})]
+    nb = nbformat.v4.new_notebook(cells=cells + [nbformat.v4.new_code_cell(c) for c in code])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "09_broken.ipynb"
     nbformat.write(nb, path)
+    return path
+
+
+def test_runner_names_the_failing_notebook_and_cell(tmp_path):
+    path = _tiny_notebook(tmp_path / "09_broken.ipynb", "x = 1", "raise RuntimeError('broken on purpose')")
     with pytest.raises(runner.NotebookFailed, match=r"09_broken.ipynb failed in cell \d+ .*broken on purpose"):
         runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=120,
                             progress=False)
@@ -99,14 +101,7 @@ def test_summary_and_readme_table(tmp_path):
 
 
 def test_runner_times_out_a_hanging_cell(tmp_path):
-    import nbformat
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('preset = "smoke"\nruns_dir = ""', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "08_hangs.ipynb"
-    nbformat.write(nb, path)
+    path = _tiny_notebook(tmp_path / "08_hangs.ipynb", "import time\ntime.sleep(60)")
     with pytest.raises(runner.NotebookFailed, match=r"08_hangs.ipynb: a cell ran longer than 3 s"):
         runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=3,
                             progress=False)
