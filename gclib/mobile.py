@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import norm_layer
+from .models import distill_points, norm_layer
 
 CONFIG_LEN = 8
 FAST_CYCLEGAN_CHOICES = (64, 48, 32, 24, 16)              # 5^8 = 390,625 configs
@@ -114,8 +114,7 @@ class MobileResnetGenerator(nn.Module):
 
     @property
     def distill_indices(self) -> list[int]:
-        thirds = [round(self.n_blocks * k / 3) for k in (1, 2, 3)]
-        return [9] + [9 + t for t in thirds]
+        return distill_points(self.n_blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

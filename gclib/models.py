@@ -26,6 +26,14 @@ def norm_layer(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
+def distill_points(n_blocks: int) -> list[int]:
+    """Indices in ``model`` of the paper's four distillation points: after the last downsampling ReLU (9) and after
+    residual blocks 3, 6 and 9 (12, 15, 18); with fewer blocks, after each third of them. Shared by the teacher and
+    the mobile generators, whose ``model`` indices match."""
+    first_block = 10
+    return [first_block - 1] + [first_block - 1 + round(n_blocks * k / 3) for k in (1, 2, 3)]
+
+
 class ResnetBlock(nn.Module):
     """x + F(x), with F = pad-conv3x3-norm-relu-pad-conv3x3-norm. Key names follow the official ``conv_block``."""
 
@@ -48,8 +56,6 @@ class ResnetGenerator(nn.Module):
     With ``ngf=64, n_blocks=9`` at 256x256 it costs 56.80 G MACs and holds 11.38 M parameters (GUIDE section 1).
     """
 
-    # Indices in ``self.model`` of the features distilled by the paper: after the last downsampling ReLU and after
-    # residual blocks 3, 6 and 9 (for 9 blocks; for fewer blocks the points are spread alike).
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9, dropout: float = 0.0):
         super().__init__()
         self.ngf, self.n_blocks = ngf, n_blocks
@@ -67,10 +73,7 @@ class ResnetGenerator(nn.Module):
 
     @property
     def distill_indices(self) -> list[int]:
-        """Indices in ``model`` of the paper's four distillation points (``9, 12, 15, 18`` for 9 blocks)."""
-        first_block = 10
-        thirds = [round(self.n_blocks * k / 3) for k in (1, 2, 3)]
-        return [first_block - 1] + [first_block - 1 + t for t in thirds]
+        return distill_points(self.n_blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1]
         return self.model(x)
@@ -136,7 +139,3 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return net
-
-
-def count_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
