@@ -275,42 +275,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-class PairedArrays(Dataset):
-    """(A, B) pairs from uint8 arrays; optional horizontal flip of both images together."""
-
-    def __init__(self, A: np.ndarray, B: np.ndarray, flip: bool = False):
-        if len(A) != len(B):
-            raise ValueError(f"paired data needs as many A as B images, got {len(A)} and {len(B)}")
-        self.A, self.B, self.flip = to_tensor(A), to_tensor(B), flip
-
-    def __len__(self) -> int:
-        return len(self.A)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        a, b = self.A[i], self.B[i]
-        if self.flip and torch.rand(()) < 0.5:
-            a, b = a.flip(-1), b.flip(-1)
-        return {"A": a, "B": b}
-
-
-class UnpairedArrays(Dataset):
-    """A and B drawn independently: item i is A[i] with a random B (as CycleGAN's ``serial_batches=False``)."""
-
-    def __init__(self, A: np.ndarray, B: np.ndarray, flip: bool = False):
-        self.A, self.B, self.flip = to_tensor(A), to_tensor(B), flip
-
-    def __len__(self) -> int:
-        return max(len(self.A), len(self.B))
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        a = self.A[i % len(self.A)]
-        b = self.B[int(torch.randint(len(self.B), ()))]
-        if self.flip:
-            a = a.flip(-1) if torch.rand(()) < 0.5 else a
-            b = b.flip(-1) if torch.rand(()) < 0.5 else b
-        return {"A": a, "B": b}
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Real datasets: the official pix2pix (aligned) and CycleGAN (unaligned) layouts
 # ----------------------------------------------------------------------------------------------------------------
