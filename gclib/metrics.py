@@ -156,10 +156,10 @@ def _train_offline(steps: int, n_images: int, seed: int, progress: bool, tqdm) -
     images = to_tensor(np.concatenate([fac["B"], fac["A"][:n_maps], ani["A"], ani["B"]]))
     content = torch.from_numpy(np.concatenate([fac["wall"], np.full(n_maps, 3), np.full(n_ani, 4),
                                                np.full(n_ani, 5)]))
-    no_count = np.full(2 * n_ani, -100)                       # cross_entropy's ignore_index: animals have no storeys
-    floors = torch.from_numpy(np.concatenate([fac["floors"], fac["floors"][:n_maps], no_count]) - 2).clamp(min=-100)
-    cols = torch.from_numpy(np.concatenate([fac["cols"], fac["cols"][:n_maps], no_count]) - 2).clamp(min=-100)
-    floors[content >= 4], cols[content >= 4] = -100, -100
+
+    def counts(key: str) -> torch.Tensor:  # 2..4 storeys/columns -> classes 0..2; -100 (ignored): animals have none
+        return torch.from_numpy(np.concatenate([fac[key] - 2, fac[key][:n_maps] - 2, np.full(2 * n_ani, -100)]))
+    floors, cols = counts("floors"), counts("cols")
 
     net = OfflineFeatures()
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)

@@ -201,9 +201,10 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
                     if eval_fn is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
                         self.evals.append({"step": self.step, **eval_fn(self.generator)})
-                    if self.step % self.cfg.ckpt_every == 0 or self.step == end or interrupted():
+                    stop = interrupted()  # read once: a Ctrl-C between two reads must not skip the save
+                    if stop or self.step % self.cfg.ckpt_every == 0 or self.step == end:
                         self.save()
-                    if interrupted():
+                    if stop:
                         raise KeyboardInterrupt(f"training interrupted after step {self.step}; saved to "
                                                 f"{self.ckpt_path}, run again to resume")
         finally:
