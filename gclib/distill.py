@@ -17,6 +17,11 @@ from torch import nn
 from .models import GANLoss
 from .train import Trainer, TrainConfig, set_requires_grad
 
+VARIANTS = ("alone", "init", "output", "features")
+TEACHERLESS = ("alone", "init")  # variants whose loss has no teacher term
+VARIANT_LABELS = {"alone": "(a) alone", "init": "(a') teacher init only", "output": "(b) output distillation",
+                  "features": "(c) feature distillation"}
+
 
 class FeatureTaps:
     """Keeps the outputs of ``net.model[i]`` for each ``i`` in ``indices`` during a forward pass.
@@ -76,15 +81,16 @@ def distill_config(base: TrainConfig, paired: bool, variant: str) -> DistillConf
     """The paper's settings for the three variants of notebook 02's experiment.
 
     - ``alone``:    no teacher at all, the plain pix2pix loss (paired). Unpaired students train alone with CycleGAN.
+    - ``init``:     as ``alone``, but the student starts from the teacher's strongest channels (ablation).
     - ``output``:   the teacher's output as the L1 target, no intermediate features.
     - ``features``: the paper's full recipe, with intermediate features.
     Paired: hinge GAN, l_recon 100, l_distill 1. Unpaired: LSGAN, l_recon 10, l_distill 0.01, D unconditional."""
-    if variant not in ("alone", "output", "features"):
+    if variant not in VARIANTS:
         raise ValueError(f"unknown distillation variant {variant!r}; choose 'alone', 'output' or 'features'")
     fields = {k: getattr(base, k) for k in TrainConfig.__dataclass_fields__}
     fields.update(gan_mode="hinge" if paired else "lsgan", lambda_recon=100.0 if paired else 10.0,
                   conditional_d=paired)
-    if variant == "alone":
+    if variant in ("alone", "init"):
         fields.update(lambda_distill=0.0, recon_target="real")
     elif variant == "output":
         fields.update(lambda_distill=0.0, recon_target="teacher")
@@ -189,3 +195,150 @@ class DistillTrainer(Trainer):
         self.optimizers["G"].step()
         return {"G_gan": loss_gan.item(), "G_recon": loss_recon.item(), "distill": loss_distill.item(),
                 "D": loss_d.item()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Starting the student from the teacher: L1-norm channel selection
+# ----------------------------------------------------------------------------------------------------------------
+def _strongest(norms: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` largest ``norms``, in increasing order (so channel order is kept)."""
+    return torch.sort(torch.topk(norms, k).indices).values
+
+
+@torch.no_grad()
+def init_from_teacher(student: nn.Module, teacher: nn.Module) -> torch.Tensor:
+    """Copy into ``student`` the teacher's strongest channels of every layer the two share; return the trunk's.
+
+    The paper starts a student from a wider trained generator by keeping, layer by layer, the output channels whose
+    filters have the largest L1 norm ``sum |W[c]|`` (inputs follow the previous layer's choice). Our teacher's residual
+    blocks are dense and the student's separable, so only the layers the two have in common are copied: the stem,
+    both down-samplings, both up-samplings and the output conv (the top-level convs of ``model``: 1, 4, 7, 19, 22, 26
+    with 9 blocks). The student's residual blocks keep their random init.
+    Returns the teacher trunk channels the student's trunk copies, ``(C_s,)``."""
+    shared = [(s, t) for s, t in zip(student.model, teacher.model) if isinstance(t, (nn.Conv2d, nn.ConvTranspose2d))]
+    kept = torch.arange(shared[0][1].in_channels)              # RGB in
+    trunk = kept
+    for s, t in shared:
+        if isinstance(t, nn.ConvTranspose2d):                  # weight (in, out, k, k)
+            w = t.weight[kept]
+            out = _strongest(w.abs().sum((0, 2, 3)), s.out_channels)
+            s.weight.copy_(w[:, out])
+        else:                                                  # weight (out, in, k, k)
+            w = t.weight[:, kept]
+            out = _strongest(w.abs().sum((1, 2, 3)), s.out_channels)
+            s.weight.copy_(w[out])
+        s.bias.copy_(t.bias[out])
+        if t.stride == (2, 2) and isinstance(t, nn.Conv2d):   # the last down-sampling feeds the residual trunk
+            trunk = out
+        kept = out
+    return trunk
+
+
+@torch.no_grad()
+def init_mappings_as_selection(mappings: nn.ModuleList, trunk: torch.Tensor) -> None:
+    """Start each mapping conv as the embedding the channel selection implies: student channel j -> teacher channel
+    ``trunk[j]``, the other teacher channels 0. M_i(S_i) then starts equal to the copied channels."""
+    for m in mappings:
+        m.weight.zero_()
+        m.bias.zero_()
+        m.weight[trunk, torch.arange(len(trunk)), 0, 0] = 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Load-or-train a student (notebook 02)
+# ----------------------------------------------------------------------------------------------------------------
+def student_path(runs_dir, task: str, variant: str, seed: int) -> "Path":
+    from pathlib import Path
+    return Path(runs_dir) / f"student_{task}_{variant}_s{seed}.pt"
+
+
+def build_student_nets(preset, teacher: nn.Module, paired: bool, variant: str,
+                       teacher_d: dict | None = None) -> dict[str, nn.Module]:
+    """The student's networks for one variant of notebook 02's experiment (random draws from the global RNG).
+
+    - ``alone``: a randomly initialised mobile student and a fresh D.
+    - ``init``, ``output``, ``features``: the student starts from the teacher's strongest channels
+      (:func:`init_from_teacher`) and the mappings from that selection.
+    - ``output``, ``features``: D starts from the teacher's D (``teacher_d``) when it is given.
+    Unpaired tasks train ``alone`` and ``init`` students with CycleGAN: a pair of generators and of discriminators."""
+    from .mobile import MobileResnetGenerator
+    from .models import NLayerDiscriminator, init_weights
+
+    def student() -> nn.Module:
+        return init_weights(MobileResnetGenerator(ngf=preset.student_ngf, n_blocks=preset.teacher_blocks))
+
+    G = student()
+    maps = build_mappings(G, teacher)
+    if variant != "alone":
+        init_mappings_as_selection(maps, init_from_teacher(G, teacher))
+    if not paired and variant in TEACHERLESS:
+        return {"G_A": G, "G_B": student(), "D_A": init_weights(NLayerDiscriminator(3, preset.ndf)),
+                "D_B": init_weights(NLayerDiscriminator(3, preset.ndf))}
+    D = init_weights(NLayerDiscriminator(6 if paired else 3, preset.ndf))
+    if variant not in TEACHERLESS and teacher_d is not None:
+        D.load_state_dict(teacher_d)
+    return {"G": G, "D": D, "maps": maps}
+
+
+def load_or_train_student(preset, task: str, data: dict, teacher: nn.Module, variant: str, runs_dir, seed: int = 0,
+                          device="cpu", eval_fn=None, cache: TeacherCache | None = None, teacher_d: dict | None = None,
+                          lambda_distill: float | None = None, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The trained student of ``variant`` (see :data:`VARIANTS`), from ``runs_dir`` if there, else trained now.
+
+    Files: ``student_{task}_{variant}_s{seed}.pt`` (state_dicts of ``G`` (A -> B) and, for ``features``, the mapping
+    convs ``maps``; history; evals) with ``.json`` hyper-parameters, and the resumable ``.train.pt``. Returns
+    ``(G, info)`` like :func:`gclib.train.load_or_train_teacher`, with ``info['maps']`` (None unless ``features``)."""
+    from .checkpoint import load_checkpoint, load_hparams, save_checkpoint
+    from .mobile import MobileResnetGenerator
+    from .train import CycleGANTrainer
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
+    paired = data["paired"]
+    base = TrainConfig(steps=preset.distill_steps, batch_size=preset.batch_size, lr=preset.lr, beta1=preset.beta1,
+                       decay_fraction=preset.decay_fraction, eval_every=preset.eval_every,
+                       ckpt_every=preset.ckpt_every, seed=seed)
+    if variant in TEACHERLESS and not paired:  # no teacher in the loss: CycleGAN, like the teacher
+        from .train import teacher_config
+        cfg = teacher_config(preset, paired, seed)
+        cfg.steps = preset.distill_steps
+    else:
+        cfg = distill_config(base, paired, variant)
+        if lambda_distill is not None and variant == "features":
+            cfg.lambda_distill = lambda_distill
+    final = student_path(runs_dir, task, variant, seed)
+    hparams = {"task": task, "variant": variant, "seed": seed,
+               "preset": {k: v for k, v in preset.to_dict().items() if k != "distill_seeds"},
+               "student_ngf": preset.student_ngf, "train": {k: v for k, v in vars(cfg).items()},
+               "teacher_d": teacher_d is not None}
+    G = MobileResnetGenerator(ngf=preset.student_ngf, n_blocks=preset.teacher_blocks)
+    if final.exists():
+        if load_hparams(final) == hparams:
+            state = load_checkpoint(final)
+            G.load_state_dict(state["G"])
+            maps = None
+            if "maps" in state:
+                maps = build_mappings(G, teacher)
+                maps.load_state_dict(state["maps"])
+            return G.to(device).eval(), {"history": state["history"], "evals": state["evals"], "maps": maps,
+                                         "trained_now": False, "hparams": hparams}
+        print(f"{final} was trained with other settings; training a new student")
+    with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
+        torch.manual_seed(seed)
+        nets = build_student_nets(preset, teacher, paired, variant, teacher_d)
+    ckpt = final.with_suffix(".train.pt")
+    if variant in TEACHERLESS and not paired:
+        trainer = CycleGANTrainer(nets, cfg, ckpt, device, {k: v for k, v in hparams.items() if k != "train"})
+    else:
+        trainer = DistillTrainer(nets, teacher, cfg, ckpt, device, {k: v for k, v in hparams.items() if k != "train"},
+                                 paired=paired, cache=cache)
+    if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:  # a partial run with other settings: keep it aside
+        ckpt.replace(ckpt.with_suffix(".stale.pt"))
+    trainer.fit(data["train"], eval_fn, progress=progress)
+    G = trainer.generator
+    state = {"G": G.state_dict(), "history": trainer.history, "evals": trainer.evals}
+    maps = trainer.nets.get("maps") if variant == "features" else None
+    if maps is not None:
+        state["maps"] = maps.state_dict()
+    save_checkpoint(final, state, hparams)
+    return G.eval(), {"history": trainer.history, "evals": trainer.evals, "maps": maps, "trained_now": True,
+                      "hparams": hparams}

@@ -52,3 +52,51 @@ def training_curves(history: list[dict], evals: list[dict], extractor: str, smoo
         ax_fid.legend(handles=handles, fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def curves_by_run(runs: dict[str, list[list[dict]]], keys: tuple[str, ...] = ("fid", "kid"),
+                  title: str = "held-out split"):
+    """One panel per metric in ``keys``; per label, the mean over runs (seeds) with a min-max band.
+
+    ``runs``: label -> one ``evals`` list per seed, each ``[{'step', 'fid', 'kid', ...}, ...]``."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for i, (label, per_seed) in enumerate(runs.items()):
+            steps = [e["step"] for e in per_seed[0]]
+            values = np.array([[e[key] for e in evals] for evals in per_seed], dtype=float)  # (seeds, evals)
+            ax.plot(steps, values.mean(0), "o-", color=f"C{i}", label=f"{label} ({len(per_seed)} seeds)")
+            if len(per_seed) > 1:
+                ax.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.15)
+        ax.set(xlabel="step", ylabel={"kid": "KID x1000", "fid": "FID"}.get(key, key), title=f"{key.upper()}, {title}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def feature_projections(teacher: list[torch.Tensor], students: dict[str, list[torch.Tensor]], names: list[str]):
+    """Teacher vs (mapped) student features at each distillation point, for one image.
+
+    Each feature map (C, h, w) is shown as its projection on the first principal component of the *teacher's* map at
+    that point (over its h*w pixels), so the student panels read in the teacher's coordinates; the title gives the
+    MSE to the teacher, the quantity distillation minimises."""
+    cols = 1 + len(students)
+    fig, axes = plt.subplots(len(names), cols, figsize=(2.1 * cols, 2.1 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        t = teacher[r].detach().float()                                   # (C, h, w)
+        x = t.flatten(1).T                                                # (h*w, C)
+        mean = x.mean(0)
+        v = torch.linalg.svd(x - mean, full_matrices=False).Vh[0]         # (C,)
+        project = lambda f: ((f.detach().float().flatten(1).T - mean) @ v).view(t.shape[1:])
+        t_img = project(t)
+        lim = float(t_img.abs().max()) or 1.0
+        panels = {"teacher": (t_img, None)}
+        panels.update({label: (project(f[r]), float(((f[r].detach().float() - t) ** 2).mean()))
+                       for label, f in students.items()})
+        for c, (label, (img, mse)) in enumerate(panels.items()):
+            ax = axes[r, c]
+            ax.imshow(img.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(label if mse is None else f"{label}\nMSE {mse:.2f}", fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig

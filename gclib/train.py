@@ -353,7 +353,7 @@ def load_or_train_teacher(preset, task: str, data: dict, runs_dir: str | Path, s
     from .models import ResnetGenerator
     runs_dir = Path(runs_dir)
     final = runs_dir / f"teacher_{task}.pt"
-    hparams = {"task": task, "paired": data["paired"], "seed": seed, "preset": preset.to_dict(),
+    hparams = {"task": task, "paired": data["paired"], "seed": seed, "preset": preset.teacher_dict(),
                "ngf": preset.teacher_ngf, "n_blocks": preset.teacher_blocks}
     G = ResnetGenerator(ngf=preset.teacher_ngf, n_blocks=preset.teacher_blocks)
     if final.exists():

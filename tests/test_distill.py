@@ -107,3 +107,62 @@ def test_training_with_the_cache_matches_training_without(tmp_path):
     for h1, h2 in zip(plain.history, cached.history):
         assert h1["G_recon"] == pytest.approx(h2["G_recon"], rel=1e-4)
         assert h1["distill"] == pytest.approx(h2["distill"], rel=1e-2)
+
+
+def test_teacher_init_copies_the_strongest_channels_of_the_shared_layers():
+    from gclib.distill import init_from_teacher
+    torch.manual_seed(0)
+    teacher = init_weights(ResnetGenerator(ngf=16, n_blocks=3))
+    student = init_weights(MobileResnetGenerator(ngf=8, n_blocks=3))
+    trunk = init_from_teacher(student, teacher)
+    stem_t, stem_s = teacher.model[1].weight, student.model[1].weight        # (16, 3, 7, 7), (8, 3, 7, 7)
+    norms = stem_t.abs().sum((1, 2, 3))
+    kept = [int(torch.nonzero((stem_t == w).all(dim=(1, 2, 3)))[0]) for w in stem_s]
+    assert len(set(kept)) == 8 and kept == sorted(kept)                       # distinct, in the teacher's order
+    dropped = [c for c in range(16) if c not in kept]
+    assert norms[kept].min() >= norms[dropped].max()                           # the largest L1 norms were kept
+    assert len(trunk) == 32 and trunk.max() < 64                               # trunk: 4*8 of the teacher's 4*16
+    assert torch.equal(student.model[-2].bias, teacher.model[-2].bias)         # the RGB output layer keeps all 3
+
+
+def test_selection_mappings_start_at_the_teachers_copied_features():
+    from gclib.distill import init_from_teacher, init_mappings_as_selection
+    torch.manual_seed(0)
+    teacher = init_weights(ResnetGenerator(ngf=16, n_blocks=3))
+    student = init_weights(MobileResnetGenerator(ngf=8, n_blocks=3))
+    maps = build_mappings(student, teacher)
+    trunk = init_from_teacher(student, teacher)
+    init_mappings_as_selection(maps, trunk)
+    x = torch.randn(2, 3, 32, 32)
+    stem_s, stem_t = student.model[:4](x), teacher.model[:4](x)         # the stem's kept channels compute the same
+    kept = [c for c in range(16) if any(torch.allclose(stem_t[:, c], stem_s[:, j]) for j in range(8))]
+    assert len(kept) == 8
+    with FeatureTaps(teacher, teacher.distill_indices) as t, FeatureTaps(student, student.distill_indices) as s:
+        teacher(x), student(x)
+    mapped = maps[0](s.features[0])                                     # (2, 64, 8, 8)
+    assert torch.equal(mapped[:, trunk], s.features[0])                 # student channel j -> teacher channel trunk[j]
+    others = torch.ones(64, dtype=torch.bool)
+    others[trunk] = False
+    assert mapped[:, others].abs().max() == 0
+
+
+@pytest.mark.parametrize("task", ["facades", "stripes"])
+def test_students_load_or_train(tmp_path, task):
+    from gclib.distill import VARIANTS, load_or_train_student
+    from gclib.train import load_or_train_teacher
+    cfg = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4, teacher_steps=2, distill_steps=2,
+                     teacher_blocks=3, student_ngf=4, teacher_ngf=8, ndf=8)
+    data = load_task(task, cfg)
+    teacher, _ = load_or_train_teacher(cfg, task, data, tmp_path, progress=False)
+    for variant in VARIANTS:
+        G, info = load_or_train_student(cfg, task, data, teacher, variant, tmp_path, progress=False)
+        assert info["trained_now"] and len(info["history"]) == 2
+        # without a teacher, an unpaired student learns with CycleGAN (cycle loss); with one, from its outputs
+        assert ("cycle" in info["history"][0]) == (not data["paired"] and variant in ("alone", "init"))
+        again, info = load_or_train_student(cfg, task, data, teacher, variant, tmp_path, progress=False)
+        assert not info["trained_now"]
+        assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), again.state_dict().values()))
+    from dataclasses import replace
+    _, info = load_or_train_student(replace(cfg, distill_steps=3), task, data, teacher, "features", tmp_path,
+                                    progress=False)
+    assert info["trained_now"] and len(info["history"]) == 3                   # other settings: trained again
