@@ -1,4 +1,4 @@
-"""``python -m gclib``: run the notebooks, count MACs, make or fetch data."""
+"""``python -m gclib``: run the notebooks, count MACs, benchmark latency, make or fetch data."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,17 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    import torch
+
+    from .profiling import bench
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    bench(args.compressed, args.size, args.batch, device, args.techniques.split(","), args.repeats)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gclib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -61,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ngf", type=int, default=64)
     m.add_argument("--blocks", type=int, default=9)
     m.set_defaults(func=_cmd_macs)
+
+    b = sub.add_parser("bench", help="teacher vs compressed generator: MAC reduction, latency speed-up, their ratio")
+    b.add_argument("--compressed", default="32_32_32_32_32_32_32_32",
+                   help="the compressed generator's 8-entry config (default: the mobile student of notebook 02)")
+    b.add_argument("--size", type=int, default=256)
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    b.add_argument("--techniques", default="eager,channels_last,torchscript",
+                   help="comma-separated: eager, channels_last, torchscript, compile, onnxruntime")
+    b.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (after warm-up)")
+    b.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's choice)")
+    b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("data", help="generate the embedded datasets or download a real one")
     dsub = d.add_subparsers(dest="action", required=True)

@@ -105,3 +105,11 @@ def test_runner_times_out_a_hanging_cell(tmp_path):
     with pytest.raises(runner.NotebookFailed, match=r"08_hangs.ipynb: a cell ran longer than 3 s"):
         runner.run_notebook(path, tmp_path / "out", {"preset": "smoke", "runs_dir": str(tmp_path)}, timeout=3,
                             progress=False)
+
+
+def test_a_partial_run_keeps_the_other_notebooks_runtimes(tmp_path):
+    report.record(tmp_path, "01_x", {"FID": 1.0})
+    report.write_summary(tmp_path, "laptop", {"01_x": 120.0, "02_y": 60.0})
+    _, md = report.write_summary(tmp_path, "laptop", {"02_y": 180.0})      # e.g. `gclib run --only 02`
+    text = md.read_text()
+    assert "| 01_x | runtime (min) | 2.0 |" in text and "| 02_y | runtime (min) | 3.0 |" in text

@@ -1,0 +1,93 @@
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from gclib.mobile import MobileResnetGenerator
+from gclib.models import ResnetGenerator
+from gclib.profiling import accelerate, bench, layer_kind, measure_latency, op_breakdown, profile_models
+
+
+class Sleeper(nn.Module):
+    """A model whose latency is known: it sleeps ``ms`` milliseconds."""
+
+    def __init__(self, ms: float):
+        super().__init__()
+        self.ms = ms
+
+    def forward(self, x):
+        time.sleep(self.ms / 1000)
+        return x
+
+
+def test_latency_is_a_robust_summary_of_the_timed_runs():
+    lat = measure_latency(Sleeper(20), batch=4, resolution=8, warmup=1, repeats=5)
+    assert lat["runs"] >= 5
+    assert 20 <= lat["median_ms"] < 200                       # it slept 20 ms per call
+    assert lat["q25_ms"] <= lat["median_ms"] <= lat["q75_ms"]
+    assert lat["throughput"] == pytest.approx(4 * 1000 / lat["median_ms"])
+    assert lat["threads"] == torch.get_num_threads()
+
+
+def test_min_seconds_adds_runs():
+    assert measure_latency(Sleeper(5), resolution=8, warmup=0, repeats=2, min_seconds=0.1)["runs"] >= 10
+
+
+def test_profile_table_has_one_row_per_model_resolution_and_batch():
+    models = {"teacher": ResnetGenerator(ngf=8, n_blocks=3), "student": MobileResnetGenerator(ngf=4, n_blocks=3)}
+    rows = profile_models(models, [32, 64], [1, 2], warmup=1, repeats=2, progress=False)
+    assert len(rows) == 8
+    macs = {(r["model"], r["resolution"]): r["GMACs"] for r in rows}
+    assert macs["student", 64] < macs["teacher", 64]
+    assert macs["teacher", 64] == pytest.approx(4 * macs["teacher", 32])  # cost grows with the pixels
+
+
+def test_layer_kinds():
+    assert layer_kind(nn.Conv2d(8, 8, 3, groups=8)) == "depthwise conv"
+    assert layer_kind(nn.Conv2d(8, 16, 1)) == "pointwise conv (1x1)"
+    assert layer_kind(nn.Conv2d(8, 16, 3)) == "dense conv (3x3)"
+    assert layer_kind(nn.ConvTranspose2d(8, 4, 3)) == "transposed conv"
+    assert layer_kind(nn.Sequential()) is None
+
+
+def test_op_breakdown_covers_every_kind_of_layer():
+    net = MobileResnetGenerator(ngf=4, n_blocks=3)
+    rows = {r["kind"]: r for r in op_breakdown(net, resolution=32, repeats=2)}
+    assert rows["depthwise conv"]["layers"] == 2 * 3 and rows["pointwise conv (1x1)"]["layers"] == 2 * 3
+    assert rows["transposed conv"]["layers"] == 2
+    assert {"dense conv (7x7)", "dense conv (3x3)", "norm"} <= set(rows)
+    assert sum(r["share"] for r in rows.values()) == pytest.approx(1.0)
+    assert all(r["ms"] > 0 for r in rows.values())
+
+
+@pytest.mark.parametrize("technique", ["channels_last", "torchscript"])
+def test_accelerated_models_compute_the_same_images(technique):
+    torch.manual_seed(0)
+    net = MobileResnetGenerator(ngf=4, n_blocks=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = net(x)
+        fast = accelerate(net, technique, resolution=32, batch=2)
+        got = fast(x.contiguous(memory_format=torch.channels_last) if technique == "channels_last" else x)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_unknown_technique_names_the_choices():
+    with pytest.raises(ValueError, match="torchscript"):
+        accelerate(nn.Identity(), "magic")
+
+
+def test_bench_reports_the_mac_reduction_and_both_models():
+    lines = []
+    rows = bench("16_16_16_16_16_16_16_16", resolution=32, techniques=("eager",), repeats=2, log=lines.append)
+    assert {r["model"] for r in rows} == {"teacher", "compressed 16_16_16_16_16_16_16_16"}
+    teacher, student = sorted(rows, key=lambda r: -r["GMACs"])
+    assert any(line.startswith(f"MAC reduction: {teacher['GMACs'] / student['GMACs']:.1f}x") for line in lines)
+
+
+@pytest.mark.parametrize("net", [ResnetGenerator(ngf=8, n_blocks=3), MobileResnetGenerator(config="8_8_16_8_8_8_8_8")])
+def test_macs_by_kind_add_up_to_the_counter(net):
+    from gclib.metrics import count_macs
+    from gclib.profiling import macs_by_kind
+    assert sum(macs_by_kind(net, 32).values()) == count_macs(net, 32)
