@@ -225,7 +225,7 @@ def accelerate(model: nn.Module, technique: str, resolution: int = 256, batch: i
     device = torch.device(device)
     model = model.to(device).eval()
     with warnings.catch_warnings():  # TorchScript and the ONNX exporter warn that they are deprecated or lossy
-        warnings.simplefilter("ignore", (FutureWarning, UserWarning, DeprecationWarning))
+        warnings.simplefilter("ignore")
         return _accelerate(model, technique, resolution, batch, device)
 
 
@@ -267,7 +267,8 @@ def _onnxruntime_runner(model: nn.Module, example: torch.Tensor, device: torch.d
 # The benchmark: python -m gclib bench
 # ----------------------------------------------------------------------------------------------------------------
 def bench(compressed: str = "32_32_32_32_32_32_32_32", resolution: int = 256, batch: int = 1,
-          device: str | torch.device = "cpu", techniques: tuple[str, ...] = ("eager", "channels_last", "torchscript"),
+          device: str | torch.device = "cpu",
+          techniques: tuple[str, ...] = ("eager", "channels_last", "torchscript", "onnxruntime"),
           repeats: int = 20, log=print) -> list[dict]:
     """Teacher (ngf 64, 9 blocks) vs a compressed mobile generator: MAC reduction, latency speed-up and their ratio.
 
