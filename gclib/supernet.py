@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .distill import DistillTrainer, build_mappings
 from .mobile import MobileResnetBlock, MobileResnetGenerator, config_widths, encode_config, parse_config
 
 
@@ -109,3 +110,36 @@ def extract_subnet(supernet: SuperMobileResnetGenerator, config: str | list[int]
     sliced = {k: shared[k][tuple(slice(0, n) for n in v.shape)].clone() for k, v in sub.state_dict().items()}
     sub.load_state_dict(sliced)
     return sub.to(next(supernet.parameters()).device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Once-for-all training
+# ----------------------------------------------------------------------------------------------------------------
+def elastic_mappings(student: SuperMobileResnetGenerator, teacher: nn.Module) -> nn.ModuleList:
+    """The distillation mappings of :mod:`gclib.distill` made elastic: each 1x1 conv takes the first ``C_s`` input
+    channels of its weight, ``C_s`` being the sampled trunk width, and always produces the teacher's width."""
+    maps = build_mappings(student, teacher)
+    _make_elastic(maps)
+    return maps
+
+
+def sample_config(choices: tuple[int, ...], g: torch.Generator) -> str:
+    """Each of the 8 widths drawn uniformly and independently from ``choices`` (Fast GAN Compression's sampler)."""
+    picks = torch.randint(len(choices), (8,), generator=g)
+    return encode_config([choices[int(i)] for i in picks])
+
+
+class SupernetTrainer(DistillTrainer):
+    """Once-for-all training: every step samples a sub-network (:func:`sample_config`, from the step's own random
+    stream, so resuming is exact), then takes one distillation step of it against the teacher. A sub-network uses the
+    first-k slices of the shared weights, so every step also trains the channels all narrower networks share.
+
+    nets: ``{'G': SuperMobileResnetGenerator, 'D': discriminator, 'maps': elastic_mappings(G, teacher)}``."""
+
+    def __init__(self, *args, choices: tuple[int, ...], **kwargs):
+        self.choices = tuple(choices)
+        super().__init__(*args, **kwargs)
+
+    def train_step(self, batch, g):
+        self.nets["G"].set_config(sample_config(self.choices, g))
+        return super().train_step(batch, g)

@@ -53,3 +53,43 @@ def test_weights_are_shared_first_k():
 def test_too_wide_config_says_the_limit():
     with pytest.raises(ValueError, match="at most 16"):
         SuperMobileResnetGenerator(ngf=16, n_blocks=3).set_config("32_16_16_16_16_16_16_16")
+
+
+def _ofa_trainer(tmp_path, steps=2, seed=0):
+    from gclib.distill import distill_config
+    from gclib.models import NLayerDiscriminator, ResnetGenerator
+    from gclib.supernet import SupernetTrainer, elastic_mappings
+    from gclib.train import TrainConfig
+    torch.manual_seed(0)
+    teacher = ResnetGenerator(ngf=8, n_blocks=3)
+    sup = init_weights(SuperMobileResnetGenerator(ngf=8, n_blocks=3))
+    nets = {"G": sup, "D": init_weights(NLayerDiscriminator(6, 8)), "maps": elastic_mappings(sup, teacher)}
+    cfg = distill_config(TrainConfig(steps=steps, batch_size=2, ckpt_every=100, seed=seed), True, "features")
+    return SupernetTrainer(nets, teacher, cfg, tmp_path / "ofa.pt", paired=True, choices=(8, 4))
+
+
+def test_once_for_all_step_trains_only_the_sampled_slices(tmp_path):
+    from gclib.supernet import sample_config
+    from gclib.train import step_generator
+    # a seed whose first step samples a narrow stem, so some of the stem's filters go unused
+    seed = next(s for s in range(100) if sample_config((8, 4), step_generator(s, 0)).startswith("4_"))
+    trainer = _ofa_trainer(tmp_path, steps=1, seed=seed)
+    data = {"A": torch.rand(4, 3, 32, 32) * 2 - 1, "B": torch.rand(4, 3, 32, 32) * 2 - 1}
+    config = sample_config((8, 4), step_generator(seed, 0))             # what step 0 will sample
+    stem_before = trainer.nets["G"].model[1].weight.detach().clone()
+    trainer.fit(data, progress=False)
+    assert trainer.nets["G"].config == config
+    c0 = 4
+    stem_after = trainer.nets["G"].model[1].weight.detach()
+    assert not torch.equal(stem_after[:c0], stem_before[:c0])         # the sampled filters learned
+    assert torch.equal(stem_after[c0:], stem_before[c0:])             # the others were not used, so not touched
+
+
+def test_sampling_is_uniform_and_reproducible():
+    from gclib.supernet import sample_config
+    from gclib.train import step_generator
+    configs = [sample_config(FAST_CYCLEGAN_CHOICES, step_generator(0, t)) for t in range(400)]
+    assert configs == [sample_config(FAST_CYCLEGAN_CHOICES, step_generator(0, t)) for t in range(400)]
+    first = [int(c.split("_")[0]) for c in configs]
+    assert set(first) == set(FAST_CYCLEGAN_CHOICES)
+    assert max(first.count(v) for v in FAST_CYCLEGAN_CHOICES) < 2 * 400 / len(FAST_CYCLEGAN_CHOICES)
