@@ -1,0 +1,51 @@
+import random
+
+import pytest
+
+from gclib.metrics import count_macs
+from gclib.mobile import FAST_CYCLEGAN_CHOICES, FAST_PIX2PIX_CHOICES, MobileResnetGenerator, encode_config
+from gclib.search import brute_force, check_budget, config_macs, evolution
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_closed_form_macs_equal_torchprofile(seed):
+    rng = random.Random(seed)
+    config = encode_config([rng.choice(FAST_PIX2PIX_CHOICES) for _ in range(8)])
+    blocks = 9 if seed % 2 else 6
+    assert config_macs(config, 64, blocks) == count_macs(MobileResnetGenerator(config=config, n_blocks=blocks), 64)
+
+
+def test_budget_below_the_smallest_network_names_it():
+    with pytest.raises(ValueError, match=r"16_16_16_16_16_16_16_16 at 1\.4\d+ GMACs"):
+        check_budget(1.0e9, FAST_CYCLEGAN_CHOICES, 256)
+
+
+def _toy_score(config: str) -> float:
+    """A made-up quality: wider is better, but width in c2 (the trunk) matters most. Known optimum under a budget."""
+    v = [int(x) for x in config.split("_")]
+    return -(3 * v[2] + sum(v)) / 100
+
+
+def test_brute_force_finds_the_best_config_under_the_budget():
+    choices = (16, 24)
+    budget = config_macs("24_16_24_16_16_16_16_16", 64)
+    rows = brute_force(_toy_score, choices, budget, 64, progress=False)
+    assert all(r["macs"] <= budget for r in rows)
+    assert rows[0]["score"] == min(r["score"] for r in rows)
+    assert rows[0]["config"].split("_")[2] == "24"                   # the trunk is where the toy score pays most
+    assert len(rows) == len({r["config"] for r in rows})
+
+
+def test_evolution_respects_the_budget_caches_and_beats_random_sampling():
+    budget = config_macs("32_32_32_32_32_32_32_32", 64)
+    calls = []
+
+    def counted(config):
+        calls.append(config)
+        return _toy_score(config)
+    rows = evolution(counted, FAST_CYCLEGAN_CHOICES, budget, 64, population=20, generations=6, seed=0,
+                     progress=False)
+    assert all(r["macs"] <= budget for r in rows)
+    assert len(calls) == len(set(calls)) == len(rows)                # every config evaluated once
+    first_generation = [r["score"] for r in rows if r["generation"] == 0]
+    assert rows[0]["score"] < min(first_generation)                  # evolution improved on the random start
