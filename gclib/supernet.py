@@ -143,3 +143,44 @@ class SupernetTrainer(DistillTrainer):
     def train_step(self, batch, g):
         self.nets["G"].set_config(sample_config(self.choices, g))
         return super().train_step(batch, g)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------------------------
+def export_subnet(G: MobileResnetGenerator, folder, name: str, image_size: int, extra: dict | None = None) -> dict:
+    """Write a standalone sub-network: ``name.pt`` (state_dict), ``name.json`` (config, n_blocks, MACs and
+    ``extra``) and ``name.ts`` (TorchScript, loadable without gclib). Returns the paths."""
+    import io
+    import warnings
+    from pathlib import Path
+
+    from .checkpoint import atomic_write_bytes, atomic_write_json, save_checkpoint
+    from .metrics import count_macs
+    folder = Path(folder)
+    G = G.eval()
+    meta = {"config": G.config, "n_blocks": G.n_blocks, "image_size": image_size,
+            "GMACs": count_macs(G, image_size) / 1e9, **(extra or {})}
+    paths = {"weights": folder / f"{name}.pt", "meta": folder / f"{name}.json", "torchscript": folder / f"{name}.ts"}
+    save_checkpoint(paths["weights"], {"G": G.state_dict()})
+    atomic_write_json(paths["meta"], meta)
+    example = torch.zeros(1, 3, image_size, image_size, device=next(G.parameters()).device)
+    with warnings.catch_warnings(), torch.no_grad():  # TorchScript is deprecated upstream but still the portable format
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.trace(G, example)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+    atomic_write_bytes(paths["torchscript"], buffer.getvalue())
+    return paths
+
+
+def load_exported(folder, name: str, device="cpu") -> MobileResnetGenerator:
+    """The sub-network written by :func:`export_subnet`, rebuilt from its config and weights (``weights_only``)."""
+    import json
+    from pathlib import Path
+
+    from .checkpoint import load_checkpoint
+    meta = json.loads((Path(folder) / f"{name}.json").read_text())
+    G = MobileResnetGenerator(config=meta["config"], n_blocks=meta["n_blocks"])
+    G.load_state_dict(load_checkpoint(Path(folder) / f"{name}.pt", device)["G"])
+    return G.to(device).eval()

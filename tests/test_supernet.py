@@ -93,3 +93,20 @@ def test_sampling_is_uniform_and_reproducible():
     first = [int(c.split("_")[0]) for c in configs]
     assert set(first) == set(FAST_CYCLEGAN_CHOICES)
     assert max(first.count(v) for v in FAST_CYCLEGAN_CHOICES) < 2 * 400 / len(FAST_CYCLEGAN_CHOICES)
+
+
+def test_export_reloads_to_the_same_outputs(tmp_path):
+    from gclib.supernet import export_subnet, load_exported
+    torch.manual_seed(0)
+    sup = init_weights(SuperMobileResnetGenerator(ngf=8, n_blocks=3))
+    sub = extract_subnet(sup, "8_4_8_4_8_4_4_8").eval()
+    paths = export_subnet(sub, tmp_path, "best", image_size=32, extra={"kid": 1.5})
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = sub(x)
+        assert torch.equal(load_exported(tmp_path, "best")(x), expected)
+        assert torch.allclose(torch.jit.load(str(paths["torchscript"]))(x), expected, atol=1e-6)
+    import json
+    meta = json.loads(paths["meta"].read_text())
+    assert meta["config"] == "8_4_8_4_8_4_4_8" and meta["kid"] == 1.5
+    assert meta["GMACs"] == pytest.approx(count_macs(sub, 32) / 1e9)
