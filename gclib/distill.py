@@ -9,7 +9,8 @@ truth, unpaired learning becomes paired learning, which is how the paper unifies
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -86,7 +87,7 @@ def distill_config(base: TrainConfig, paired: bool, variant: str) -> DistillConf
     - ``features``: the paper's full recipe, with intermediate features.
     Paired: hinge GAN, l_recon 100, l_distill 1. Unpaired: LSGAN, l_recon 10, l_distill 0.01, D unconditional."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown distillation variant {variant!r}; choose 'alone', 'output' or 'features'")
+        raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
     fields = {k: getattr(base, k) for k in TrainConfig.__dataclass_fields__}
     fields.update(gan_mode="hinge" if paired else "lsgan", lambda_recon=100.0 if paired else 10.0,
                   conditional_d=paired)
@@ -247,8 +248,7 @@ def init_mappings_as_selection(mappings: nn.ModuleList, trunk: torch.Tensor) -> 
 # ----------------------------------------------------------------------------------------------------------------
 # Load-or-train a student (notebook 02)
 # ----------------------------------------------------------------------------------------------------------------
-def student_path(runs_dir, task: str, variant: str, seed: int) -> "Path":
-    from pathlib import Path
+def student_path(runs_dir, task: str, variant: str, seed: int) -> Path:
     return Path(runs_dir) / f"student_{task}_{variant}_s{seed}.pt"
 
 
@@ -308,8 +308,7 @@ def load_or_train_student(preset, task: str, data: dict, teacher: nn.Module, var
     final = student_path(runs_dir, task, variant, seed)
     hparams = {"task": task, "variant": variant, "seed": seed,
                "preset": {k: v for k, v in preset.to_dict().items() if k != "distill_seeds"},
-               "student_ngf": preset.student_ngf, "train": {k: v for k, v in vars(cfg).items()},
-               "teacher_d": teacher_d is not None}
+               "student_ngf": preset.student_ngf, "train": asdict(cfg), "teacher_d": teacher_d is not None}
     G = MobileResnetGenerator(ngf=preset.student_ngf, n_blocks=preset.teacher_blocks)
     if final.exists():
         if load_hparams(final) == hparams:
@@ -326,11 +325,11 @@ def load_or_train_student(preset, task: str, data: dict, teacher: nn.Module, var
         torch.manual_seed(seed)
         nets = build_student_nets(preset, teacher, paired, variant, teacher_d)
     ckpt = final.with_suffix(".train.pt")
+    trainer_hparams = {k: v for k, v in hparams.items() if k != "train"}  # the Trainer adds its own "train"
     if variant in TEACHERLESS and not paired:
-        trainer = CycleGANTrainer(nets, cfg, ckpt, device, {k: v for k, v in hparams.items() if k != "train"})
+        trainer = CycleGANTrainer(nets, cfg, ckpt, device, trainer_hparams)
     else:
-        trainer = DistillTrainer(nets, teacher, cfg, ckpt, device, {k: v for k, v in hparams.items() if k != "train"},
-                                 paired=paired, cache=cache)
+        trainer = DistillTrainer(nets, teacher, cfg, ckpt, device, trainer_hparams, paired=paired, cache=cache)
     if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:  # a partial run with other settings: keep it aside
         ckpt.replace(ckpt.with_suffix(".stale.pt"))
     trainer.fit(data["train"], eval_fn, progress=progress)
