@@ -201,13 +201,14 @@ class DistillTrainer(Trainer):
 # ----------------------------------------------------------------------------------------------------------------
 # Starting the student from the teacher: L1-norm channel selection
 # ----------------------------------------------------------------------------------------------------------------
-def _strongest(norms: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` largest ``norms``, in increasing order (so channel order is kept)."""
-    return torch.sort(torch.topk(norms, k).indices).values
+def _strongest(norms: torch.Tensor, k: int, by_importance: bool = False) -> torch.Tensor:
+    """Indices of the ``k`` largest ``norms``: in increasing order (channel order kept), or strongest first."""
+    top = torch.topk(norms, k).indices                         # strongest first
+    return top if by_importance else torch.sort(top).values
 
 
 @torch.no_grad()
-def init_from_teacher(student: nn.Module, teacher: nn.Module) -> torch.Tensor:
+def init_from_teacher(student: nn.Module, teacher: nn.Module, by_importance: bool = False) -> torch.Tensor:
     """Copy into ``student`` the teacher's strongest channels of every layer the two share; return the trunk's.
 
     The paper starts a student from a wider trained generator by keeping, layer by layer, the output channels whose
@@ -215,18 +216,19 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module) -> torch.Tensor:
     blocks are dense and the student's separable, so only the layers the two have in common are copied: the stem,
     both down-samplings, both up-samplings and the output conv (the top-level convs of ``model``: 1, 4, 7, 19, 22, 26
     with 9 blocks). The student's residual blocks keep their random init.
-    Returns the teacher trunk channels the student's trunk copies, ``(C_s,)``."""
+    ``by_importance``: put the strongest channel first (the supernet of notebook 03, whose narrower sub-networks use
+    the first k channels, so they inherit the k strongest). Returns the teacher trunk channels the student's trunk copies, ``(C_s,)``."""
     shared = [(s, t) for s, t in zip(student.model, teacher.model) if isinstance(t, (nn.Conv2d, nn.ConvTranspose2d))]
     kept = torch.arange(shared[0][1].in_channels)              # RGB in
     trunk = kept
     for s, t in shared:
         if isinstance(t, nn.ConvTranspose2d):                  # weight (in, out, k, k)
             w = t.weight[kept]
-            out = _strongest(w.abs().sum((0, 2, 3)), s.out_channels)
+            out = _strongest(w.abs().sum((0, 2, 3)), s.out_channels, by_importance)
             s.weight.copy_(w[:, out])
         else:                                                  # weight (out, in, k, k)
             w = t.weight[:, kept]
-            out = _strongest(w.abs().sum((1, 2, 3)), s.out_channels)
+            out = _strongest(w.abs().sum((1, 2, 3)), s.out_channels, by_importance)
             s.weight.copy_(w[out])
         s.bias.copy_(t.bias[out])
         if t.stride == (2, 2) and isinstance(t, nn.Conv2d):   # the last down-sampling feeds the residual trunk
@@ -307,7 +309,7 @@ def load_or_train_student(preset, task: str, data: dict, teacher: nn.Module, var
             cfg.lambda_distill = lambda_distill
     final = student_path(runs_dir, task, variant, seed)
     hparams = {"task": task, "variant": variant, "seed": seed,
-               "preset": {k: v for k, v in preset.to_dict().items() if k != "distill_seeds"},
+               "preset": preset.student_dict(),
                "student_ngf": preset.student_ngf, "train": asdict(cfg), "teacher_d": teacher_d is not None}
     G = MobileResnetGenerator(ngf=preset.student_ngf, n_blocks=preset.teacher_blocks)
     if final.exists():

@@ -100,3 +100,39 @@ def feature_projections(teacher: list[torch.Tensor], students: dict[str, list[to
         axes[r, 0].set_ylabel(name, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def weight_sharing(configs: list[str], max_width: int):
+    """Which filters of the supernet each sub-network uses: one panel per config, one column per config entry.
+
+    Column i is the layer group set by entry ``c_i``; its height is the supernet's width ``max_width``, the coloured
+    part the first ``c_i`` filters the sub-network uses (every sub-network starts at filter 0: first-k sharing)."""
+    from .mobile import parse_config
+    names = ["stem", "down", "trunk", "inner\n1-3", "inner\n4-6", "inner\n7-9", "up", "up"]
+    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs), 2.8), sharey=True, squeeze=False)
+    for k, (ax, config) in enumerate(zip(axes[0], configs)):
+        values = parse_config(config)
+        x = np.arange(len(values))
+        ax.bar(x, [max_width] * len(values), color="0.9", edgecolor="0.6", width=0.8, label="supernet (shared)")
+        ax.bar(x, values, color=f"C{k}", width=0.8, label="used by this sub-network")
+        ax.set_xticks(x, names, fontsize=7)
+        ax.set_title(config, fontsize=8)
+    axes[0, 0].set_ylabel("filters (x multiplier: 1, 2 or 4)")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def rank_scatter(shared: list[float], standalone: list[float], labels: list[str], metric: str = "FID"):
+    """Shared-weight score (supernet, no training) vs stand-alone score of the same configs, with both rank
+    correlations in the title: if weight sharing ranks architectures faithfully, the points rise together."""
+    from scipy.stats import kendalltau, spearmanr
+    rho, tau = spearmanr(shared, standalone).statistic, kendalltau(shared, standalone).statistic
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    ax.scatter(shared, standalone, s=40, c=np.arange(len(shared)), cmap="viridis")
+    for x, y, label in zip(shared, standalone, labels):
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set(xlabel=f"{metric} with the supernet's shared weights", ylabel=f"{metric} trained stand-alone",
+           title=f"Spearman {rho:.2f}, Kendall {tau:.2f} ({len(shared)} sub-networks)")
+    fig.tight_layout()
+    return fig, float(rho), float(tau)

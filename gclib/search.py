@@ -117,3 +117,51 @@ def evolution(evaluate: Evaluate, choices: tuple[int, ...], budget_macs: float, 
     for v in current:  # the last generation's children are evaluated too
         score(v, generations)
     return sorted(cache.values(), key=lambda r: r["score"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring sub-networks straight from the supernet, and reading the results
+# ----------------------------------------------------------------------------------------------------------------
+class SupernetEvaluator:
+    """``evaluate(config) -> score`` for the searches: the supernet's sub-network ``config`` (shared weights, no
+    training) scored by ``scorer`` (e.g. FID/KID on the held-out split). Every result is cached by config string, so
+    the searches under several budgets share their evaluations; :attr:`rows` lists them all."""
+
+    def __init__(self, supernet, scorer: Callable, key: str = "fid", image_size: int = 256):
+        self.supernet, self.scorer, self.key, self.image_size = supernet, scorer, key, image_size
+        self.results: dict[str, dict] = {}
+
+    def __call__(self, config: str | list[int]) -> float:
+        config = encode_config(parse_config(config))
+        if config not in self.results:
+            active = self.supernet.config
+            metrics = self.scorer(self.supernet.set_config(config))
+            self.supernet.set_config(active)
+            self.results[config] = {"config": config, "macs": config_macs(config, self.image_size,
+                                                                          self.supernet.n_blocks), **metrics}
+        return self.results[config][self.key]
+
+    @property
+    def rows(self) -> list[dict]:
+        return sorted(self.results.values(), key=lambda r: r["macs"])
+
+
+def pareto_front(rows: list[dict], key: str = "score") -> list[dict]:
+    """The rows no other row beats on both MACs and ``key`` (lower is better for both), by increasing MACs."""
+    front, best = [], float("inf")
+    for row in sorted(rows, key=lambda r: (r["macs"], r[key])):
+        if row[key] < best:
+            front.append(row)
+            best = row[key]
+    return front
+
+
+def best_under(rows: list[dict], budget_macs: float, key: str = "score") -> dict:
+    """The best row (lowest ``key``) with MACs within ``budget_macs``; a clear error if none fits."""
+    fitting = [r for r in rows if r["macs"] <= budget_macs]
+    if not fitting:
+        smallest = min(rows, key=lambda r: r["macs"]) if rows else None
+        raise ValueError(f"no searched sub-network fits {budget_macs / 1e9:.4f} GMACs"
+                         + (f"; the smallest searched one, {smallest['config']}, needs "
+                            f"{smallest['macs'] / 1e9:.4f} GMACs" if smallest else ""))
+    return min(fitting, key=lambda r: r[key])

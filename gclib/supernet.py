@@ -14,6 +14,9 @@ layers' parameter names and shapes, a sub-network's state_dict is the supernet's
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -143,6 +146,170 @@ class SupernetTrainer(DistillTrainer):
     def train_step(self, batch, g):
         self.nets["G"].set_config(sample_config(self.choices, g))
         return super().train_step(batch, g)
+
+
+def _base_config(preset, steps: int, seed: int, paired: bool):
+    """The paper's distillation settings (notebook 02's variant (c)) for ``steps`` steps."""
+    from .distill import distill_config
+    from .train import TrainConfig
+    base = TrainConfig(steps=steps, batch_size=preset.batch_size, lr=preset.lr, beta1=preset.beta1,
+                       decay_fraction=preset.decay_fraction, eval_every=preset.eval_every,
+                       ckpt_every=preset.ckpt_every, seed=seed)
+    return distill_config(base, paired, "features")
+
+
+def uniform_config(width: int) -> str:
+    """Every entry the same width: the sub-network a plain "slim every layer alike" compression would pick."""
+    return encode_config([width] * 8)
+
+
+def build_supernet_nets(preset, teacher: nn.Module, paired: bool, teacher_d: dict | None = None) -> dict:
+    """The supernet (widest width ``max(preset.supernet_choices)``) started from the teacher's strongest channels,
+    **strongest first** so that every narrower sub-network inherits the strongest ones; elastic mappings started as
+    that channel selection; D from the teacher's D when ``teacher_d`` is given."""
+    from .distill import init_from_teacher, init_mappings_as_selection
+    from .models import NLayerDiscriminator, init_weights
+    width = max(preset.supernet_choices)
+    if width > preset.teacher_ngf:
+        raise ValueError(f"supernet_choices go up to {width} but the teacher is only ngf {preset.teacher_ngf} wide; "
+                         f"the widest sub-network must not be wider than the teacher it starts from")
+    G = init_weights(SuperMobileResnetGenerator(ngf=width, n_blocks=preset.teacher_blocks))
+    maps = elastic_mappings(G, teacher)
+    init_mappings_as_selection(maps, init_from_teacher(G, teacher, by_importance=True))
+    D = init_weights(NLayerDiscriminator(6 if paired else 3, preset.ndf))
+    if teacher_d is not None:
+        D.load_state_dict(teacher_d)
+    return {"G": G, "D": D, "maps": maps}
+
+
+def supernet_path(runs_dir, task: str) -> Path:
+    return Path(runs_dir) / f"supernet_{task}.pt"
+
+
+def load_or_train_supernet(preset, task: str, data: dict, teacher: nn.Module, runs_dir, seed: int = 0,
+                           device="cpu", eval_fn=None, cache=None, teacher_d: dict | None = None,
+                           progress: bool = True) -> tuple[SuperMobileResnetGenerator, dict]:
+    """The once-for-all supernet of ``task``, from ``runs_dir`` if there, else trained now (resumable).
+
+    ``eval_fn(G)`` (FID/KID on the held-out split) is applied every ``eval_every`` steps to the largest and the smallest
+    sub-network; the evals hold ``fid@largest``, ``kid@smallest``, ... File ``supernet_{task}.pt`` keeps the supernet,
+    its mapping convs and its D (the fine-tuning of notebook 04 starts from all three). Returns ``(G, info)`` with
+    ``info['maps']``, ``info['D']``, ``info['history']``, ``info['evals']``, ``info['trained_now']``, ``info['hparams']``."""
+    from .checkpoint import load_checkpoint, load_hparams, save_checkpoint
+    paired = data["paired"]
+    if not paired:
+        raise NotImplementedError("the supernet is trained on paired tasks here (the unpaired one distils the same "
+                                  "way with the teacher's output as target; see notebook 02)")
+    cfg = _base_config(preset, preset.supernet_steps, seed, paired)
+    choices = tuple(sorted(preset.supernet_choices))
+    hparams = {"task": task, "seed": seed, "preset": preset.to_dict(), "choices": list(choices),
+               "teacher_d": teacher_d is not None, "train": asdict(cfg)}
+    final = supernet_path(runs_dir, task)
+    with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
+        G = SuperMobileResnetGenerator(ngf=max(choices), n_blocks=preset.teacher_blocks)
+    if final.exists():
+        if load_hparams(final) == hparams:
+            state = load_checkpoint(final)
+            G.load_state_dict(state["G"])
+            maps = elastic_mappings(G, teacher)
+            maps.load_state_dict(state["maps"])
+            return G.to(device).eval(), {"maps": maps, "D": state["D"], "history": state["history"],
+                                         "evals": state["evals"], "trained_now": False, "hparams": hparams}
+        print(f"{final} was trained with other settings; training a new supernet")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        nets = build_supernet_nets(preset, teacher, paired, teacher_d)
+    references = {"largest": uniform_config(max(choices)), "smallest": uniform_config(min(choices))}
+
+    def eval_references(sup):
+        out, active = {}, sup.config
+        for name, config in references.items():
+            out.update({f"{k}@{name}": v for k, v in eval_fn(sup.set_config(config)).items()})
+        sup.set_config(active)
+        return out
+
+    ckpt = final.with_suffix(".train.pt")
+    trainer_hparams = {k: v for k, v in hparams.items() if k != "train"}
+    trainer = SupernetTrainer(nets, teacher, cfg, ckpt, device, trainer_hparams, paired=paired, cache=cache,
+                              choices=choices)
+    if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:
+        ckpt.replace(ckpt.with_suffix(".stale.pt"))
+    trainer.fit(data["train"], eval_references if eval_fn is not None else None, progress=progress)
+    G = trainer.nets["G"].set_config(references["largest"])
+    state = {"G": G.state_dict(), "maps": trainer.nets["maps"].state_dict(), "D": trainer.nets["D"].state_dict(),
+             "history": trainer.history, "evals": trainer.evals}
+    save_checkpoint(final, state, hparams)
+    return G.eval(), {"maps": trainer.nets["maps"], "D": state["D"], "history": trainer.history,
+                      "evals": trainer.evals, "trained_now": True, "hparams": hparams}
+
+
+def subnet_path(runs_dir, task: str, config: str, start: str) -> Path:
+    return Path(runs_dir) / f"subnet_{task}_{config}_{start}.pt"
+
+
+def load_or_train_subnet(preset, task: str, data: dict, teacher: nn.Module, config: str, runs_dir, steps: int,
+                         start: str = "teacher", supernet: tuple | None = None, seed: int = 0, device="cpu",
+                         eval_fn=None, cache=None, teacher_d: dict | None = None,
+                         progress: bool = True) -> tuple[MobileResnetGenerator, dict]:
+    """One sub-network ``config`` trained on its own with the paper's distillation recipe, for ``steps`` steps.
+
+    - ``start="teacher"``: stand-alone training (notebook 03's ranking check): like notebook 02's student (c), it
+      starts from the teacher's strongest channels and D, and never sees the supernet.
+    - ``start="supernet"``: fine-tuning (notebook 04): weights, mapping convs and D start from the supernet
+      (``supernet=(G, info)`` as :func:`load_or_train_supernet` returns them).
+    File ``subnet_{task}_{config}_{start}.pt``. Returns ``(G, info)`` like :func:`load_or_train_supernet`."""
+    from .checkpoint import load_checkpoint, load_hparams, save_checkpoint
+    from .distill import DistillTrainer, build_mappings, init_from_teacher, init_mappings_as_selection
+    from .models import NLayerDiscriminator, init_weights
+    if start not in ("teacher", "supernet"):
+        raise ValueError(f"start must be 'teacher' or 'supernet', not {start!r}")
+    if start == "supernet" and supernet is None:
+        raise ValueError("start='supernet' needs supernet=(G, info) from load_or_train_supernet")
+    config = encode_config(parse_config(config))
+    paired = data["paired"]
+    cfg = _base_config(preset, steps, seed, paired)
+    hparams = {"task": task, "config": config, "start": start, "seed": seed, "preset": preset.to_dict(),
+               "teacher_d": teacher_d is not None, "train": asdict(cfg),
+               "supernet": supernet[1]["hparams"] if start == "supernet" else None}
+    final = subnet_path(runs_dir, task, config, start)
+    with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
+        G = MobileResnetGenerator(config=config, n_blocks=preset.teacher_blocks)
+    if final.exists():
+        if load_hparams(final) == hparams:
+            state = load_checkpoint(final)
+            G.load_state_dict(state["G"])
+            return G.to(device).eval(), {"history": state["history"], "evals": state["evals"],
+                                         "trained_now": False, "hparams": hparams}
+        print(f"{final} was trained with other settings; training it again")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        D = init_weights(NLayerDiscriminator(6 if paired else 3, preset.ndf))
+        if start == "teacher":
+            G = init_weights(G)
+            maps = build_mappings(G, teacher)
+            init_mappings_as_selection(maps, init_from_teacher(G, teacher))
+            if teacher_d is not None:
+                D.load_state_dict(teacher_d)
+        else:
+            sup, info = supernet
+            G = extract_subnet(sup, config).cpu()
+            maps = build_mappings(G, teacher)
+            with torch.no_grad():
+                for m, shared in zip(maps, info["maps"]):  # the supernet's mappings sliced to this trunk width
+                    m.weight.copy_(shared.weight[:, :m.in_channels])
+                    m.bias.copy_(shared.bias)
+            D.load_state_dict(info["D"])
+    ckpt = final.with_suffix(".train.pt")
+    trainer_hparams = {k: v for k, v in hparams.items() if k != "train"}
+    trainer = DistillTrainer({"G": G, "D": D, "maps": maps}, teacher, cfg, ckpt, device, trainer_hparams,
+                             paired=paired, cache=cache)
+    if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:
+        ckpt.replace(ckpt.with_suffix(".stale.pt"))
+    trainer.fit(data["train"], eval_fn, progress=progress)
+    state = {"G": trainer.nets["G"].state_dict(), "history": trainer.history, "evals": trainer.evals}
+    save_checkpoint(final, state, hparams)
+    return trainer.nets["G"].eval(), {"history": trainer.history, "evals": trainer.evals, "trained_now": True,
+                                      "hparams": hparams}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The budget explorer of notebook 04: slide a MAC budget, see the best searched sub-network under it.
+
+Moving the slider picks, from the searched table, the best sub-network whose MACs fit the budget, extracts it from
+the supernet (a real, standalone ``nn.Module``), runs it on fixed test inputs, and shows its images, its FID/KID and
+its measured latency next to the teacher's. Budgets snap to the table's MAC values, so every position of the slider
+is a network that was actually evaluated. :meth:`BudgetExplorer.figure` draws the same trade-off at a few budgets for
+headless runs (papermill, nbval, GitHub's notebook view), where widgets do not render.
+"""
+from __future__ import annotations
+
+import html
+import io
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .metrics import generate
+from .search import best_under
+
+CSS_PREFIX = "gclib-explorer"  # class names the browser test looks for
+
+
+def _strip_png(images: torch.Tensor, scale: int = 2) -> bytes:
+    """uint8 images (N, 3, H, W) side by side, each pixel drawn ``scale`` x ``scale`` -> PNG bytes."""
+    from PIL import Image
+    strip = torch.cat(list(images), dim=2).permute(1, 2, 0).numpy()        # (H, N*W, 3)
+    strip = np.kron(strip, np.ones((scale, scale, 1), dtype=np.uint8))
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class BudgetExplorer:
+    """rows: searched sub-networks ``{'config', 'macs', 'fid', 'kid', ...}`` (e.g. a Pareto front).
+    make_model(config) -> nn.Module builds the sub-network (e.g. ``extract_subnet(supernet, config)``);
+    latency(model) -> milliseconds measures it (e.g. gclib.profiling.measure_latency); ``inputs`` are the fixed test
+    inputs, float (N, 3, H, W) in [-1, 1]; ``teacher_row`` is the teacher's ``{'macs', 'fid', 'kid'}``."""
+
+    def __init__(self, rows: list[dict], make_model: Callable[[str], nn.Module], inputs: torch.Tensor,
+                 teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], key: str = "fid"):
+        if not rows:
+            raise ValueError("the explorer needs at least one searched sub-network")
+        self.rows = sorted(rows, key=lambda r: r["macs"])
+        self.budgets = sorted({r["macs"] for r in self.rows})
+        self.make_model, self.inputs, self.latency, self.key = make_model, inputs, latency, key
+        self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": generate(teacher, inputs)}
+        self._views: dict[str, dict] = {}
+
+    def view(self, budget_macs: float) -> dict:
+        """The best sub-network within ``budget_macs``: its row, generated images (uint8) and latency (ms).
+        Each config is built, run and timed once, then cached."""
+        row = best_under(self.rows, budget_macs, self.key)
+        if row["config"] not in self._views:
+            model = self.make_model(row["config"]).eval()
+            self._views[row["config"]] = {"row": row, "images": generate(model, self.inputs),
+                                          "latency_ms": self.latency(model)}
+        return self._views[row["config"]]
+
+    def describe(self, budget_macs: float) -> str:
+        """One HTML paragraph: the picked network's config, MACs, quality and latency against the teacher's."""
+        v, t = self.view(budget_macs), self.teacher_row
+        r = v["row"]
+        return (f"<b>budget {budget_macs / 1e9:.4f} GMACs</b> &rarr; <code>{html.escape(r['config'])}</code>: "
+                f"<span class='{CSS_PREFIX}-macs'>{r['macs'] / 1e9:.4f}</span> GMACs "
+                f"({t['macs'] / r['macs']:.1f}x fewer than the teacher), FID {r['fid']:.2f} "
+                f"(teacher {t['fid']:.2f}), KID x1000 {r['kid']:.2f} (teacher {t['kid']:.2f}), "
+                f"latency {v['latency_ms']:.1f} ms (teacher {t['latency_ms']:.1f} ms, "
+                f"{t['latency_ms'] / v['latency_ms']:.1f}x faster)")
+
+    def widget(self, scale: int = 2):
+        """slider | text | teacher's images | the picked network's images, updated live as the slider moves."""
+        import ipywidgets as widgets
+        slider = widgets.SelectionSlider(options=[(f"{b / 1e9:.4f} G", b) for b in self.budgets],
+                                         value=self.budgets[len(self.budgets) // 2], description="MAC budget",
+                                         continuous_update=False, layout=widgets.Layout(width="95%"),
+                                         style={"description_width": "initial"})
+        slider.add_class(f"{CSS_PREFIX}-slider")
+        info = widgets.HTML()
+        info.add_class(f"{CSS_PREFIX}-info")
+        teacher_img = widgets.Image(value=_strip_png(self.teacher_row["images"], scale), format="png")
+        picked_img = widgets.Image(format="png")
+        picked_img.add_class(f"{CSS_PREFIX}-image")
+
+        def update(change=None):
+            info.value = self.describe(slider.value)
+            picked_img.value = _strip_png(self.view(slider.value)["images"], scale)
+
+        slider.observe(update, names="value")
+        update()
+        label = lambda text: widgets.HTML(f"<b>{text}</b>")
+        return widgets.VBox([slider, info, label("teacher"), teacher_img, label("best searched sub-network"),
+                             picked_img])
+
+    def figure(self, budgets: list[float], n: int = 4):
+        """The static version: the teacher's images, then the best network under each budget, with its figures."""
+        import matplotlib.pyplot as plt
+        views = [self.view(b) for b in budgets]
+        t = self.teacher_row
+        rows = [("teacher", t["macs"], t["fid"], t["kid"], t["latency_ms"], t["images"])]
+        rows += [(f"<= {b / 1e9:.3f} G", v["row"]["macs"], v["row"]["fid"], v["row"]["kid"], v["latency_ms"],
+                  v["images"]) for b, v in zip(budgets, views)]
+        fig, axes = plt.subplots(len(rows), 1, figsize=(1.5 * n + 2.5, 1.55 * len(rows)), squeeze=False)
+        for ax, (name, macs, fid, kid, ms, images) in zip(axes[:, 0], rows):
+            ax.imshow(torch.cat(list(images[:n]), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"{name}\n{macs / 1e9:.3f} GMACs", fontsize=8, rotation=0, ha="right", va="center")
+            ax.set_title(f"FID {fid:.2f}, KID x1000 {kid:.2f}, {ms:.1f} ms", fontsize=8, loc="left")
+        fig.tight_layout()
+        return fig
