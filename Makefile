@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= laptop
 
-.PHONY: run test smoke clean-runs
+.PHONY: run test smoke clean-runs browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(PY) -m gclib run --preset $(PRESET)
 
-## make test: unit tests, then every notebook under nbval in the smoke preset
-test: $(VENV)/.installed
+## make test: unit tests (with the browser test of notebook 04's widget), then every notebook under nbval in smoke
+test: $(VENV)/.installed browser
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 smoke: $(VENV)/.installed
@@ -25,3 +25,14 @@ smoke: $(VENV)/.installed
 
 clean-runs:
 	rm -rf runs
+
+## make browser: Debian's chromium + chromedriver for tests/test_browser.py (installed as root with apt-get when
+## missing; elsewhere that test is skipped and says why)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver (apt-get) for the browser test"; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "could not install chromium: tests/test_browser.py will be skipped"; \
+	else echo "chromium/chromedriver not found: tests/test_browser.py will be skipped"; fi

@@ -51,7 +51,15 @@ def _cmd_bench(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    bench(args.compressed, args.size, args.batch, device, args.techniques.split(","), args.repeats)
+    compressed = args.compressed
+    if compressed.endswith(".json"):  # notebook 04's search_<task>.json: its searched, exported sub-network
+        import json
+        from pathlib import Path
+        if not Path(compressed).exists():
+            raise ValueError(f"{compressed} not found; notebook 04 writes runs/<preset>/search_<task>.json")
+        compressed = json.loads(Path(compressed).read_text())["config"]
+        print(f"searched sub-network from {args.compressed}: {compressed}")
+    bench(compressed, args.size, args.batch, device, args.techniques.split(","), args.repeats)
     return 0
 
 
@@ -75,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="teacher vs compressed generator: MAC reduction, latency speed-up, their ratio")
     b.add_argument("--compressed", default="32_32_32_32_32_32_32_32",
-                   help="the compressed generator's 8-entry config (default: the mobile student of notebook 02)")
+                   help="the compressed generator's 8-entry config (default: the mobile student of notebook 02), "
+                        "or notebook 04's runs/<preset>/search_<task>.json for its searched sub-network")
     b.add_argument("--size", type=int, default=256)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--device", default="auto", help="auto, cpu or cuda")

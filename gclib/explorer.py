@@ -36,22 +36,35 @@ class BudgetExplorer:
     """rows: searched sub-networks ``{'config', 'macs', 'fid', 'kid', ...}`` (e.g. a Pareto front).
     make_model(config) -> nn.Module builds the sub-network (e.g. ``extract_subnet(supernet, config)``);
     latency(model) -> milliseconds measures it (e.g. gclib.profiling.measure_latency); ``inputs`` are the fixed test
-    inputs, float (N, 3, H, W) in [-1, 1]; ``teacher_row`` is the teacher's ``{'macs', 'fid', 'kid'}``."""
+    inputs, float (N, 3, H, W) in [-1, 1]; ``teacher_row`` is the teacher's ``{'macs', 'fid', 'kid'}``.
+
+    ``best_under_budget=True`` (default): a budget shows the best row within it (give the Pareto front as ``rows`` and
+    every position is a front point). ``False``: a budget shows the row of exactly those MACs, to browse every
+    evaluated sub-network, good or bad, by cost."""
 
     def __init__(self, rows: list[dict], make_model: Callable[[str], nn.Module], inputs: torch.Tensor,
-                 teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], key: str = "fid"):
+                 teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], key: str = "fid",
+                 best_under_budget: bool = True):
         if not rows:
             raise ValueError("the explorer needs at least one searched sub-network")
         self.rows = sorted(rows, key=lambda r: r["macs"])
         self.budgets = sorted({r["macs"] for r in self.rows})
         self.make_model, self.inputs, self.latency, self.key = make_model, inputs, latency, key
+        self.best_under_budget = best_under_budget
         self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": generate(teacher, inputs)}
         self._views: dict[str, dict] = {}
 
     def view(self, budget_macs: float) -> dict:
         """The best sub-network within ``budget_macs``: its row, generated images (uint8) and latency (ms).
         Each config is built, run and timed once, then cached."""
-        row = best_under(self.rows, budget_macs, self.key)
+        if self.best_under_budget:
+            row = best_under(self.rows, budget_macs, self.key)
+        else:
+            at = [r for r in self.rows if r["macs"] == budget_macs]
+            if not at:
+                raise ValueError(f"no evaluated sub-network has exactly {budget_macs:.0f} MACs; pick one of the "
+                                 f"explorer's budgets")
+            row = min(at, key=lambda r: r[self.key])
         if row["config"] not in self._views:
             model = self.make_model(row["config"]).eval()
             self._views[row["config"]] = {"row": row, "images": generate(model, self.inputs),

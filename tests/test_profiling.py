@@ -86,6 +86,17 @@ def test_bench_reports_the_mac_reduction_and_both_models():
     assert any(line.startswith(f"MAC reduction: {teacher['GMACs'] / student['GMACs']:.1f}x") for line in lines)
 
 
+def test_bench_cli_reads_the_searched_config_of_notebook_04(tmp_path, capsys):
+    from gclib.cli import main
+    search = tmp_path / "search_facades.json"
+    search.write_text('{"config": "16_8_16_8_16_8_16_8", "GMACs": 0.0}')
+    assert main(["bench", "--compressed", str(search), "--size", "32", "--techniques", "eager", "--repeats",
+                 "2"]) == 0
+    assert "compressed 16_8_16_8_16_8_16_8" in capsys.readouterr().out
+    assert main(["bench", "--compressed", str(tmp_path / "missing.json")]) == 2
+    assert "notebook 04 writes" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("net", [ResnetGenerator(ngf=8, n_blocks=3), MobileResnetGenerator(config="8_8_16_8_8_8_8_8")])
 def test_macs_by_kind_add_up_to_the_counter(net):
     from gclib.metrics import count_macs

@@ -49,6 +49,20 @@ def test_presets():
         get_preset("smoke", steps=3)
 
 
+def test_later_notebooks_fields_do_not_invalidate_earlier_checkpoints():
+    """A teacher (01) and a student (02) compare only the preset fields they depend on, so tuning the search of
+    03/04 keeps them valid; the search fields are excluded from both."""
+    from gclib.presets import SEARCH_FIELDS
+    base = get_preset("laptop")
+    tuned = get_preset("laptop", supernet_steps=7, budget_widths=(16,), finetune_steps=1)
+    assert base.teacher_dict() == tuned.teacher_dict() and base.student_dict() == tuned.student_dict()
+    assert get_preset("laptop", distill_steps=1).teacher_dict() == base.teacher_dict()
+    assert get_preset("laptop", distill_steps=1).student_dict() != base.student_dict()
+    assert get_preset("laptop", teacher_steps=1).student_dict() != base.student_dict()
+    assert set(SEARCH_FIELDS) <= set(base.to_dict())
+    assert max(base.supernet_choices) <= base.teacher_ngf and set(base.budget_widths) <= set(base.supernet_choices)
+
+
 def test_cli_macs(capsys):
     assert main(["macs", "teacher"]) == 0
     assert "56.80 G MACs" in capsys.readouterr().out

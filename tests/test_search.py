@@ -49,3 +49,50 @@ def test_evolution_respects_the_budget_caches_and_beats_random_sampling():
     assert len(calls) == len(set(calls)) == len(rows)                # every config evaluated once
     first_generation = [r["score"] for r in rows if r["generation"] == 0]
     assert rows[0]["score"] < min(first_generation)                  # evolution improved on the random start
+
+
+def _rows(n=40, seed=0):
+    rng = random.Random(seed)
+    return [{"config": f"c{i}", "macs": rng.randint(1, 20), "fid": rng.random() * 10, "kid": rng.random()}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pareto_front_is_exactly_the_undominated_rows(seed):
+    from gclib.search import pareto_front
+    rows = _rows(seed=seed)
+    dominated = lambda r: any(o["macs"] <= r["macs"] and o["fid"] <= r["fid"] and
+                              (o["macs"] < r["macs"] or o["fid"] < r["fid"]) for o in rows)
+    front = pareto_front(rows, key="fid")
+    assert {r["config"] for r in front} == {r["config"] for r in rows if not dominated(r)}
+    assert [r["macs"] for r in front] == sorted(r["macs"] for r in front)
+    assert all(a["fid"] > b["fid"] for a, b in zip(front, front[1:]))      # costlier points must be better
+
+
+def test_best_under_picks_the_best_fitting_row_and_names_the_smallest():
+    from gclib.search import best_under
+    rows = _rows()
+    for budget in (5, 10, 20):
+        best = best_under(rows, budget, key="fid")
+        assert best["macs"] <= budget
+        assert best["fid"] == min(r["fid"] for r in rows if r["macs"] <= budget)
+    cheapest = min(rows, key=lambda r: r["macs"])
+    with pytest.raises(ValueError, match=cheapest["config"]):
+        best_under(rows, cheapest["macs"] - 0.5, key="fid")
+
+
+def test_supernet_evaluator_scores_each_config_once_and_restores_the_active_one():
+    from gclib.search import SupernetEvaluator
+    from gclib.supernet import SuperMobileResnetGenerator
+    sup = SuperMobileResnetGenerator(ngf=8, n_blocks=3).set_config("8_8_8_8_8_8_8_4")
+    seen = []
+
+    def scorer(G):
+        seen.append(G.config)
+        return {"fid": sum(int(v) for v in G.config.split("_")), "kid": 0.0}
+
+    ev = SupernetEvaluator(sup, scorer, key="fid", image_size=32)
+    assert ev("4_4_4_4_4_4_4_4") == 32 and ev([4] * 8) == 32 and ev("8_4_4_4_4_4_4_4") == 36
+    assert seen == ["4_4_4_4_4_4_4_4", "8_4_4_4_4_4_4_4"]                  # cached by config string
+    assert sup.config == "8_8_8_8_8_8_8_4"
+    assert [r["macs"] for r in ev.rows] == sorted(config_macs(c, 32, 3) for c in seen)

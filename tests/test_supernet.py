@@ -110,3 +110,91 @@ def test_export_reloads_to_the_same_outputs(tmp_path):
     meta = json.loads(paths["meta"].read_text())
     assert meta["config"] == "8_4_8_4_8_4_4_8" and meta["kid"] == 1.5
     assert meta["GMACs"] == pytest.approx(count_macs(sub, 32) / 1e9)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Load-or-train: supernet, stand-alone sub-networks, fine-tuning from the supernet
+# ----------------------------------------------------------------------------------------------------------------
+def _tiny(tmp_path):
+    from gclib.data import load_task
+    from gclib.presets import get_preset
+    from gclib.train import load_or_train_teacher
+    cfg = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4, teacher_steps=2, teacher_blocks=3,
+                     teacher_ngf=8, ndf=8, supernet_choices=(4, 6, 8), supernet_steps=3, eval_every=3)
+    data = load_task("facades", cfg)
+    teacher, _ = load_or_train_teacher(cfg, "facades", data, tmp_path, progress=False)
+    return cfg, data, teacher
+
+
+def test_supernet_starts_from_the_teachers_strongest_channels_strongest_first(tmp_path):
+    from gclib.supernet import build_supernet_nets
+    cfg, data, teacher = _tiny(tmp_path)
+    nets = build_supernet_nets(cfg, teacher, True)
+    norms = teacher.model[1].weight.abs().sum((1, 2, 3))           # the stem's filters, (ngf,)
+    copied = nets["G"].model[1].weight                             # (max width, 3, 7, 7)
+    order = torch.argsort(norms, descending=True)[:copied.shape[0]]
+    assert torch.equal(copied, teacher.model[1].weight[order])
+    # so the narrowest stem keeps the single strongest filter
+    assert torch.equal(copied[0], teacher.model[1].weight[norms.argmax()])
+
+
+def test_supernet_wider_than_the_teacher_is_refused(tmp_path):
+    from dataclasses import replace
+
+    from gclib.supernet import build_supernet_nets
+    cfg, data, teacher = _tiny(tmp_path)
+    with pytest.raises(ValueError, match="not be wider than the teacher"):
+        build_supernet_nets(replace(cfg, supernet_choices=(8, 16)), teacher, True)
+
+
+def test_supernet_and_subnets_load_or_train(tmp_path):
+    from gclib.supernet import load_or_train_subnet, load_or_train_supernet
+    cfg, data, teacher = _tiny(tmp_path)
+    calls = []
+
+    def eval_fn(G):
+        calls.append(G.config)
+        return {"fid": float(len(calls)), "kid": 0.0}
+
+    sup, info = load_or_train_supernet(cfg, "facades", data, teacher, tmp_path, eval_fn=eval_fn, progress=False)
+    assert info["trained_now"] and len(info["history"]) == 3
+    assert calls == ["8_8_8_8_8_8_8_8", "4_4_4_4_4_4_4_4"]            # largest and smallest, at step 3
+    assert set(info["evals"][0]) == {"step", "fid@largest", "kid@largest", "fid@smallest", "kid@smallest"}
+    again, info2 = load_or_train_supernet(cfg, "facades", data, teacher, tmp_path, progress=False)
+    assert not info2["trained_now"]
+    assert all(torch.equal(a, b) for a, b in zip(sup.state_dict().values(), again.state_dict().values()))
+
+    config = "4_6_8_4_6_8_4_6"
+    # zero fine-tuning steps: the sub-network is exactly the supernet's slice, mappings included
+    G0, _ = load_or_train_subnet(cfg, "facades", data, teacher, config, tmp_path / "ft0", 0, start="supernet",
+                                 supernet=(sup, info2), progress=False)
+    x = data["test"]["A"][:2]
+    with torch.no_grad():
+        assert (G0(x) - again.set_config(config)(x)).abs().max() < 1e-5
+    tuned, info3 = load_or_train_subnet(cfg, "facades", data, teacher, config, tmp_path, 2, start="supernet",
+                                        supernet=(sup, info2), progress=False)
+    assert info3["trained_now"] and tuned.config == config
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), G0.state_dict().values()))
+    alone, info4 = load_or_train_subnet(cfg, "facades", data, teacher, config, tmp_path, 2, start="teacher",
+                                        progress=False)
+    assert info4["trained_now"] and info4["hparams"]["supernet"] is None
+    _, info5 = load_or_train_subnet(cfg, "facades", data, teacher, config, tmp_path, 2, start="supernet",
+                                    supernet=(sup, info2), progress=False)
+    assert not info5["trained_now"]                                 # each start has its own file
+    with pytest.raises(ValueError, match="start="):
+        load_or_train_subnet(cfg, "facades", data, teacher, config, tmp_path, 2, start="supernet", progress=False)
+
+
+def test_supernet_step_distils_through_sliced_mappings(tmp_path):
+    """A once-for-all step with a narrow sampled trunk only uses (and trains) the first C_s input channels of
+    each mapping conv."""
+    from gclib.supernet import SupernetTrainer, _base_config, build_supernet_nets
+    cfg, data, teacher = _tiny(tmp_path)
+    nets = build_supernet_nets(cfg, teacher, True)
+    before = [m.weight.detach().clone() for m in nets["maps"]]
+    trainer = SupernetTrainer(nets, teacher, _base_config(cfg, 1, 0, True), tmp_path / "s.pt", "cpu", {},
+                              paired=True, choices=(4,))              # every width 4: trunk 16 of 32
+    trainer.fit(data["train"], progress=False)
+    for m, w in zip(nets["maps"], before):
+        assert not torch.equal(m.weight[:, :16], w[:, :16])
+        assert torch.equal(m.weight[:, 16:], w[:, 16:])

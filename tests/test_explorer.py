@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from gclib.explorer import BudgetExplorer
+from gclib.mobile import MobileResnetGenerator
+from gclib.models import init_weights
+from gclib.search import config_macs
+
+CONFIGS = ["4_4_4_4_4_4_4_4", "4_8_4_8_4_8_4_8", "8_8_8_8_4_4_4_4", "8_8_8_8_8_8_8_8"]
+
+
+def _explorer(fids=(5.0, 3.0, 4.0, 1.0), best_under_budget=True):
+    rows = [{"config": c, "macs": config_macs(c, 16, 3), "fid": f, "kid": f / 10} for c, f in zip(CONFIGS, fids)]
+    built, timed = [], []
+
+    def make_model(config):
+        built.append(config)
+        torch.manual_seed(len(built))
+        return init_weights(MobileResnetGenerator(config=config, n_blocks=3))
+
+    def latency(model):
+        timed.append(model)
+        return 10.0 * len(timed)
+
+    teacher = init_weights(MobileResnetGenerator(ngf=16, n_blocks=3))
+    inputs = torch.rand(3, 3, 16, 16) * 2 - 1
+    ex = BudgetExplorer(rows, make_model, inputs, teacher, {"macs": config_macs("16_16_16_16_16_16_16_16", 16, 3),
+                                                            "fid": 0.5, "kid": 0.05}, latency,
+                        best_under_budget=best_under_budget)
+    return ex, rows, built, timed
+
+
+def test_a_budget_shows_the_best_network_within_it_built_and_timed_once():
+    ex, rows, built, timed = _explorer()
+    assert ex.budgets == sorted(r["macs"] for r in rows)
+    for budget in ex.budgets:
+        view = ex.view(budget)
+        fitting = [r for r in rows if r["macs"] <= budget]
+        assert view["row"] == min(fitting, key=lambda r: r["fid"])
+        assert view["images"].dtype == torch.uint8 and view["images"].shape == (3, 3, 16, 16)
+    assert len(built) == len(set(built))                                    # each picked network built once
+    ex.view(ex.budgets[-1])
+    assert len(timed) == 1 + len(built)                                     # the teacher, then each network once
+    text = ex.describe(ex.budgets[-1])
+    assert "8_8_8_8_8_8_8_8" in text and f"{rows[-1]['macs'] / 1e9:.4f}" in text
+
+
+def test_exact_mode_steps_through_every_network():
+    ex, rows, built, _ = _explorer(best_under_budget=False)
+    assert [ex.view(b)["row"]["config"] for b in ex.budgets] == [r["config"] for r in sorted(rows, key=lambda r: r["macs"])]
+    with pytest.raises(ValueError, match="explorer's budgets"):
+        ex.view(ex.budgets[0] + 1)
+
+
+def test_the_widget_follows_its_slider():
+    ex, rows, _, _ = _explorer(best_under_budget=False)
+    box = ex.widget()
+    slider, info, image = box.children[0], box.children[1], box.children[-1]
+    slider.value = ex.budgets[0]
+    first = (info.value, image.value)
+    slider.value = ex.budgets[-1]
+    assert info.value != first[0] and image.value != first[1]
+    assert rows[-1]["config"] in info.value and image.value[:4] == b"\x89PNG"
+
+
+def test_static_figure_has_the_teacher_and_one_row_per_budget():
+    ex, _, _, _ = _explorer()
+    fig = ex.figure(ex.budgets[:2], n=2)
+    assert len(fig.axes) == 3
+    assert "teacher" in fig.axes[0].get_ylabel()
+
+
+def test_an_empty_table_is_refused():
+    with pytest.raises(ValueError, match="at least one"):
+        BudgetExplorer([], None, None, None, {}, None)
