@@ -1,8 +1,8 @@
 """Presets: one small dataclass per scale, chosen by the ``preset`` parameter of every notebook.
 
 - ``smoke``:  the whole suite in minutes on 2 CPU cores (CI, nbval). Numbers are meaningless, only the plumbing runs.
-- ``laptop``: the whole suite in over an hour on 2 CPU cores (01: 19 min, 02: 47 min), at 64x64, big enough to
-  show the paper's claims.
+- ``laptop``: the whole suite in about two hours on 2 CPU cores (01: 19 min, 02: 47 min, 03: 31 min, 04: 10 min),
+  at 64x64, big enough to show the paper's claims.
 - ``paper``:  the paper's hyper-parameters at 256x256 on real datasets; for a GPU.
 """
 from __future__ import annotations
