@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=256)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    b.add_argument("--techniques", default="eager,channels_last,torchscript,onnxruntime",
+    b.add_argument("--techniques", default="eager,channels_last,torchscript,compile,onnxruntime",
                    help="comma-separated: eager, channels_last, torchscript, compile, onnxruntime")
     b.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (after warm-up)")
     b.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's choice)")

@@ -268,7 +268,7 @@ def _onnxruntime_runner(model: nn.Module, example: torch.Tensor, device: torch.d
 # ----------------------------------------------------------------------------------------------------------------
 def bench(compressed: str = "32_32_32_32_32_32_32_32", resolution: int = 256, batch: int = 1,
           device: str | torch.device = "cpu",
-          techniques: tuple[str, ...] = ("eager", "channels_last", "torchscript", "onnxruntime"),
+          techniques: tuple[str, ...] = ("eager", "channels_last", "torchscript", "compile", "onnxruntime"),
           repeats: int = 20, log=print) -> list[dict]:
     """Teacher (ngf 64, 9 blocks) vs a compressed mobile generator: MAC reduction, latency speed-up and their ratio.
 
