@@ -217,7 +217,8 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, by_importance: boo
     both down-samplings, both up-samplings and the output conv (the top-level convs of ``model``: 1, 4, 7, 19, 22, 26
     with 9 blocks). The student's residual blocks keep their random init.
     ``by_importance``: put the strongest channel first (the supernet of notebook 03, whose narrower sub-networks use
-    the first k channels, so they inherit the k strongest). Returns the teacher trunk channels the student's trunk copies, ``(C_s,)``."""
+    the first k channels, so they inherit the k strongest).
+    Returns the teacher trunk channels the student's trunk copies, ``(C_s,)``."""
     shared = [(s, t) for s, t in zip(student.model, teacher.model) if isinstance(t, (nn.Conv2d, nn.ConvTranspose2d))]
     kept = torch.arange(shared[0][1].in_channels)              # RGB in
     trunk = kept

@@ -194,7 +194,8 @@ def load_or_train_supernet(preset, task: str, data: dict, teacher: nn.Module, ru
     ``eval_fn(G)`` (FID/KID on the held-out split) is applied every ``eval_every`` steps to the largest and the smallest
     sub-network; the evals hold ``fid@largest``, ``kid@smallest``, ... File ``supernet_{task}.pt`` keeps the supernet,
     its mapping convs and its D (the fine-tuning of notebook 04 starts from all three). Returns ``(G, info)`` with
-    ``info['maps']``, ``info['D']``, ``info['history']``, ``info['evals']``, ``info['trained_now']``, ``info['hparams']``."""
+    ``info['maps']``, ``info['D']``, ``info['history']``, ``info['evals']``, ``info['trained_now']``,
+    ``info['hparams']``."""
     from .checkpoint import load_checkpoint, load_hparams, save_checkpoint
     paired = data["paired"]
     if not paired:

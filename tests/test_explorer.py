@@ -47,7 +47,8 @@ def test_a_budget_shows_the_best_network_within_it_built_and_timed_once():
 
 def test_exact_mode_steps_through_every_network():
     ex, rows, built, _ = _explorer(best_under_budget=False)
-    assert [ex.view(b)["row"]["config"] for b in ex.budgets] == [r["config"] for r in sorted(rows, key=lambda r: r["macs"])]
+    by_macs = sorted(rows, key=lambda r: r["macs"])
+    assert [ex.view(b)["row"]["config"] for b in ex.budgets] == [r["config"] for r in by_macs]
     with pytest.raises(ValueError, match="explorer's budgets"):
         ex.view(ex.budgets[0] + 1)
 
