@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .models import GANLoss
-from .train import Trainer, TrainConfig, set_requires_grad
+from .train import Trainer, TrainConfig, preset_train_config, set_requires_grad
 
 VARIANTS = ("alone", "init", "output", "features")
 TEACHERLESS = ("alone", "init")  # variants whose loss has no teacher term
@@ -297,9 +297,7 @@ def load_or_train_student(preset, task: str, data: dict, teacher: nn.Module, var
     if variant not in VARIANTS:
         raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
     paired = data["paired"]
-    base = TrainConfig(steps=preset.distill_steps, batch_size=preset.batch_size, lr=preset.lr, beta1=preset.beta1,
-                       decay_fraction=preset.decay_fraction, eval_every=preset.eval_every,
-                       ckpt_every=preset.ckpt_every, seed=seed)
+    base = preset_train_config(preset, preset.distill_steps, seed)
     if variant in TEACHERLESS and not paired:  # no teacher in the loss: CycleGAN, like the teacher
         from .train import teacher_config
         cfg = teacher_config(preset, paired, seed)
@@ -333,8 +331,7 @@ def load_or_train_student(preset, task: str, data: dict, teacher: nn.Module, var
         trainer = CycleGANTrainer(nets, cfg, ckpt, device, trainer_hparams)
     else:
         trainer = DistillTrainer(nets, teacher, cfg, ckpt, device, trainer_hparams, paired=paired, cache=cache)
-    if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:  # a partial run with other settings: keep it aside
-        ckpt.replace(ckpt.with_suffix(".stale.pt"))
+    trainer.set_aside_mismatched_checkpoint()
     trainer.fit(data["train"], eval_fn, progress=progress)
     G = trainer.generator
     state = {"G": G.state_dict(), "history": trainer.history, "evals": trainer.evals}

@@ -14,6 +14,9 @@ layers' parameter names and shapes, a sub-network's state_dict is the supernet's
 """
 from __future__ import annotations
 
+import io
+import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,8 +24,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .distill import DistillTrainer, build_mappings
+from .checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, load_hparams, save_checkpoint
+from .distill import (DistillTrainer, build_mappings, distill_config, init_from_teacher,
+                      init_mappings_as_selection)
+from .metrics import count_macs
 from .mobile import MobileResnetBlock, MobileResnetGenerator, config_widths, encode_config, parse_config
+from .models import NLayerDiscriminator, init_weights
+from .train import preset_train_config
 
 
 class ElasticConv2d(nn.Conv2d):
@@ -150,12 +158,7 @@ class SupernetTrainer(DistillTrainer):
 
 def _base_config(preset, steps: int, seed: int, paired: bool):
     """The paper's distillation settings (notebook 02's variant (c)) for ``steps`` steps."""
-    from .distill import distill_config
-    from .train import TrainConfig
-    base = TrainConfig(steps=steps, batch_size=preset.batch_size, lr=preset.lr, beta1=preset.beta1,
-                       decay_fraction=preset.decay_fraction, eval_every=preset.eval_every,
-                       ckpt_every=preset.ckpt_every, seed=seed)
-    return distill_config(base, paired, "features")
+    return distill_config(preset_train_config(preset, steps, seed), paired, "features")
 
 
 def uniform_config(width: int) -> str:
@@ -167,8 +170,6 @@ def build_supernet_nets(preset, teacher: nn.Module, paired: bool, teacher_d: dic
     """The supernet (widest width ``max(preset.supernet_choices)``) started from the teacher's strongest channels,
     **strongest first** so that every narrower sub-network inherits the strongest ones; elastic mappings started as
     that channel selection; D from the teacher's D when ``teacher_d`` is given."""
-    from .distill import init_from_teacher, init_mappings_as_selection
-    from .models import NLayerDiscriminator, init_weights
     width = max(preset.supernet_choices)
     if width > preset.teacher_ngf:
         raise ValueError(f"supernet_choices go up to {width} but the teacher is only ngf {preset.teacher_ngf} wide; "
@@ -196,7 +197,6 @@ def load_or_train_supernet(preset, task: str, data: dict, teacher: nn.Module, ru
     its mapping convs and its D (the fine-tuning of notebook 04 starts from all three). Returns ``(G, info)`` with
     ``info['maps']``, ``info['D']``, ``info['history']``, ``info['evals']``, ``info['trained_now']``,
     ``info['hparams']``."""
-    from .checkpoint import load_checkpoint, load_hparams, save_checkpoint
     paired = data["paired"]
     if not paired:
         raise NotImplementedError("the supernet is trained on paired tasks here (the unpaired one distils the same "
@@ -233,8 +233,7 @@ def load_or_train_supernet(preset, task: str, data: dict, teacher: nn.Module, ru
     trainer_hparams = {k: v for k, v in hparams.items() if k != "train"}
     trainer = SupernetTrainer(nets, teacher, cfg, ckpt, device, trainer_hparams, paired=paired, cache=cache,
                               choices=choices)
-    if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:
-        ckpt.replace(ckpt.with_suffix(".stale.pt"))
+    trainer.set_aside_mismatched_checkpoint()
     trainer.fit(data["train"], eval_references if eval_fn is not None else None, progress=progress)
     G = trainer.nets["G"].set_config(references["largest"])
     state = {"G": G.state_dict(), "maps": trainer.nets["maps"].state_dict(), "D": trainer.nets["D"].state_dict(),
@@ -259,9 +258,6 @@ def load_or_train_subnet(preset, task: str, data: dict, teacher: nn.Module, conf
     - ``start="supernet"``: fine-tuning (notebook 04): weights, mapping convs and D start from the supernet
       (``supernet=(G, info)`` as :func:`load_or_train_supernet` returns them).
     File ``subnet_{task}_{config}_{start}.pt``. Returns ``(G, info)`` like :func:`load_or_train_supernet`."""
-    from .checkpoint import load_checkpoint, load_hparams, save_checkpoint
-    from .distill import DistillTrainer, build_mappings, init_from_teacher, init_mappings_as_selection
-    from .models import NLayerDiscriminator, init_weights
     if start not in ("teacher", "supernet"):
         raise ValueError(f"start must be 'teacher' or 'supernet', not {start!r}")
     if start == "supernet" and supernet is None:
@@ -304,8 +300,7 @@ def load_or_train_subnet(preset, task: str, data: dict, teacher: nn.Module, conf
     trainer_hparams = {k: v for k, v in hparams.items() if k != "train"}
     trainer = DistillTrainer({"G": G, "D": D, "maps": maps}, teacher, cfg, ckpt, device, trainer_hparams,
                              paired=paired, cache=cache)
-    if ckpt.exists() and load_hparams(ckpt) != trainer.hparams:
-        ckpt.replace(ckpt.with_suffix(".stale.pt"))
+    trainer.set_aside_mismatched_checkpoint()
     trainer.fit(data["train"], eval_fn, progress=progress)
     state = {"G": trainer.nets["G"].state_dict(), "history": trainer.history, "evals": trainer.evals}
     save_checkpoint(final, state, hparams)
@@ -319,12 +314,6 @@ def load_or_train_subnet(preset, task: str, data: dict, teacher: nn.Module, conf
 def export_subnet(G: MobileResnetGenerator, folder, name: str, image_size: int, extra: dict | None = None) -> dict:
     """Write a standalone sub-network: ``name.pt`` (state_dict), ``name.json`` (config, n_blocks, MACs and
     ``extra``) and ``name.ts`` (TorchScript, loadable without gclib). Returns the paths."""
-    import io
-    import warnings
-    from pathlib import Path
-
-    from .checkpoint import atomic_write_bytes, atomic_write_json, save_checkpoint
-    from .metrics import count_macs
     folder = Path(folder)
     G = G.eval()
     meta = {"config": G.config, "n_blocks": G.n_blocks, "image_size": image_size,
@@ -344,10 +333,6 @@ def export_subnet(G: MobileResnetGenerator, folder, name: str, image_size: int, 
 
 def load_exported(folder, name: str, device="cpu") -> MobileResnetGenerator:
     """The sub-network written by :func:`export_subnet`, rebuilt from its config and weights (``weights_only``)."""
-    import json
-    from pathlib import Path
-
-    from .checkpoint import load_checkpoint
     meta = json.loads((Path(folder) / f"{name}.json").read_text())
     G = MobileResnetGenerator(config=meta["config"], n_blocks=meta["n_blocks"])
     G.load_state_dict(load_checkpoint(Path(folder) / f"{name}.pt", device)["G"])

@@ -164,6 +164,19 @@ class Trainer:
     def save(self) -> None:
         save_checkpoint(self.ckpt_path, self.state_dict(), self.hparams)
 
+    def set_aside_mismatched_checkpoint(self) -> bool:
+        """A resumable checkpoint written with other hyper-parameters is renamed ``*.stale.pt`` (kept, never resumed
+        into a mismatch). Returns whether a matching checkpoint remains, i.e. whether :meth:`fit` will resume."""
+        if not self.ckpt_path.exists():
+            return False
+        from .checkpoint import load_hparams
+        if load_hparams(self.ckpt_path) == self.hparams:
+            return True
+        stale = self.ckpt_path.with_suffix(".stale.pt")
+        self.ckpt_path.replace(stale)
+        self.ckpt_path.with_suffix(".json").replace(stale.with_suffix(".json"))  # its settings go with it
+        return False
+
     def resume(self) -> bool:
         """Load the last checkpoint if there is one. Returns whether training resumed."""
         if not self.ckpt_path.exists():
@@ -334,11 +347,17 @@ def build_teacher_nets(preset, paired: bool) -> dict[str, nn.Module]:
             "D_B": init_weights(NLayerDiscriminator(3, preset.ndf))}
 
 
+def preset_train_config(preset, steps: int, seed: int, **fields) -> TrainConfig:
+    """A TrainConfig of ``steps`` steps with the preset's batch size, optimiser, schedule and logging intervals;
+    ``fields`` set the recipe's own settings (e.g. ``gan_mode``)."""
+    return TrainConfig(steps=steps, batch_size=preset.batch_size, lr=preset.lr, beta1=preset.beta1,
+                       decay_fraction=preset.decay_fraction, eval_every=preset.eval_every,
+                       ckpt_every=preset.ckpt_every, seed=seed, **fields)
+
+
 def teacher_config(preset, paired: bool, seed: int) -> TrainConfig:
     """pix2pix: hinge GAN + 100 L1 (the paper's pix2pix setting); CycleGAN: LSGAN, cycle 10, identity 0.5."""
-    return TrainConfig(steps=preset.teacher_steps, batch_size=preset.batch_size, lr=preset.lr, beta1=preset.beta1,
-                       decay_fraction=preset.decay_fraction, gan_mode="hinge" if paired else "lsgan",
-                       eval_every=preset.eval_every, ckpt_every=preset.ckpt_every, seed=seed)
+    return preset_train_config(preset, preset.teacher_steps, seed, gan_mode="hinge" if paired else "lsgan")
 
 
 def load_or_train_teacher(preset, task: str, data: dict, runs_dir: str | Path, seed: int = 0,
@@ -371,12 +390,8 @@ def load_or_train_teacher(preset, task: str, data: dict, runs_dir: str | Path, s
     cfg = teacher_config(preset, data["paired"], seed)
     trainer_cls = Pix2PixTrainer if data["paired"] else CycleGANTrainer
     trainer = trainer_cls(nets, cfg, runs_dir / f"teacher_{task}.train.pt", device, hparams)
-    if trainer.ckpt_path.exists():
-        from .checkpoint import load_hparams
-        if load_hparams(trainer.ckpt_path) == trainer.hparams:
-            print(f"resuming teacher training from {trainer.ckpt_path}")
-        else:  # a partial run with other settings: keep it aside rather than resume into a mismatch
-            trainer.ckpt_path.replace(trainer.ckpt_path.with_suffix(".stale.pt"))
+    if trainer.set_aside_mismatched_checkpoint():
+        print(f"resuming teacher training from {trainer.ckpt_path}")
     trainer.fit(data["train"], eval_fn, progress=progress)
     G = trainer.generator
     # The discriminator that judged G's outputs is kept too: the paper starts the student's D from it (notebook 02).

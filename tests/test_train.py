@@ -85,6 +85,20 @@ def test_same_seed_same_numbers(tmp_path):
     assert [h["G_L1"] for h in other.history] != [h["G_L1"] for h in runs[0].history]
 
 
+def test_a_checkpoint_of_other_settings_is_set_aside_with_its_settings(tmp_path):
+    from gclib.checkpoint import load_hparams
+    from gclib.train import preset_train_config
+    data = _data("facades")["train"]
+    cfg = preset_train_config(CFG, 2, 0)
+    assert (cfg.batch_size, cfg.eval_every, cfg.ckpt_every) == (CFG.batch_size, CFG.eval_every, CFG.ckpt_every)
+    Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", hparams={"run": 1}).fit(data, progress=False)
+    assert Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", hparams={"run": 1}).set_aside_mismatched_checkpoint()
+    other = Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", hparams={"run": 2})
+    assert not other.set_aside_mismatched_checkpoint()
+    assert not (tmp_path / "t.pt").exists() and load_hparams(tmp_path / "t.stale.pt")["run"] == 1
+    assert not other.resume()                               # the new run starts from scratch
+
+
 def test_training_reduces_the_reconstruction_loss(tmp_path):
     data = _data("facades")["train"]
     cfg = TrainConfig(steps=30, batch_size=4, ckpt_every=100, lr=1e-3)
