@@ -6,26 +6,28 @@ import sys
 
 
 def _cmd_run(args) -> int:
+    from .artifacts import ArtifactBusy
     from .runner import NotebookFailed, run
     try:
-        run(args.preset, args.only.split(",") if args.only else None, args.out, args.timeout)
-    except NotebookFailed as e:
+        run(args.preset, args.only.split(",") if args.only else None, args.out, args.timeout,
+            tasks=args.tasks.split(",") if args.tasks else None)
+    except (NotebookFailed, ArtifactBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
 def _cmd_macs(args) -> int:
+    from .families import get_family
     from .metrics import describe
+    family = get_family(args.family)
     if args.model == "teacher":
-        from .models import ResnetGenerator
-        net = ResnetGenerator(ngf=args.ngf, n_blocks=args.blocks)
-        name = f"teacher ResnetGenerator ngf {args.ngf}, {args.blocks} blocks"
+        net = family.teacher(args.ngf, args.blocks)
+        name = f"{family.name} teacher, ngf {args.ngf}, {args.blocks} blocks"
     else:
-        from .mobile import MobileResnetGenerator, parse_config
-        parse_config(args.model)  # a clear error before building anything
-        net = MobileResnetGenerator(config=args.model, n_blocks=args.blocks)
-        name = f"mobile sub-network {args.model}"
+        family.parse(args.model)  # a clear error before building anything
+        net = family.student(args.model, args.blocks)
+        name = f"{family.name} sub-network {args.model}"
     d = describe(net, args.size)
     print(f"{name} at {args.size}x{args.size}: {d['GMACs']:.2f} G MACs, {d['Mparams']:.3f} M params")
     return 0
@@ -70,12 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute the notebooks through papermill")
     r.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"])
     r.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
+    r.add_argument("--tasks", default="", help="comma-separated tasks for the per-task notebooks (default: "
+                                               "facades,stripes)")
     r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
     r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may run before the run fails")
     r.set_defaults(func=_cmd_run)
 
     m = sub.add_parser("macs", help="MACs and parameters of the teacher or a sub-network config")
     m.add_argument("model", help="'teacher' or an 8-entry config such as 16_16_24_16_32_64_16_24")
+    m.add_argument("--family", default="resnet", help="generator family (default resnet)")
     m.add_argument("--size", type=int, default=256)
     m.add_argument("--ngf", type=int, default=64)
     m.add_argument("--blocks", type=int, default=9)

@@ -22,23 +22,27 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .artifacts import load_artifact, save_artifact
 from .data import default_data_dir, generate_embedded, to_tensor, to_uint8
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # MACs and parameters
 # ----------------------------------------------------------------------------------------------------------------
-def count_macs(model: nn.Module, image_size: int = 256, in_channels: int = 3) -> int:
-    """Multiply-accumulates of one forward pass at batch 1, as torchprofile counts them."""
+def count_macs(model: nn.Module, image_size: int = 256, in_channels: int = 3,
+               inputs: tuple[torch.Tensor, ...] | None = None) -> int:
+    """Multiply-accumulates of one forward pass at batch 1, as torchprofile counts them. ``inputs``: the forward's
+    arguments for generators that take more than one image (default: one zero image of ``image_size``)."""
     from torchprofile import profile_macs
     device = next(model.parameters()).device
-    x = torch.zeros(1, in_channels, image_size, image_size, device=device)
+    if inputs is None:
+        inputs = (torch.zeros(1, in_channels, image_size, image_size),)
+    inputs = tuple(x.to(device) for x in inputs)
     was_training = model.training
     model.eval()
     with warnings.catch_warnings():  # torchprofile warns about ops it does not count (pads, norms, activations)
         warnings.simplefilter("ignore")
-        macs = profile_macs(model, x)
+        macs = profile_macs(model, inputs if len(inputs) > 1 else inputs[0])
     model.train(was_training)
     return int(macs)
 
@@ -190,11 +194,12 @@ def load_offline_extractor(data_dir: str | Path | None = None, progress: bool = 
     path = offline_extractor_path(data_dir)
     net = OfflineFeatures()
     if path.exists():
-        net.load_state_dict(load_checkpoint(path)["model"])
+        net.load_state_dict(load_artifact(path)["model"])
         return net.eval()
     net = train_offline_extractor(progress=progress)
-    save_checkpoint(path, {"model": net.state_dict()},
-                    {"version": OFFLINE_VERSION, "degradations": DEGRADATIONS, "content": CONTENT})
+    save_artifact(path, {"model": net.state_dict(), "settings": {"version": OFFLINE_VERSION,
+                                                                  "degradations": list(DEGRADATIONS),
+                                                                  "content": list(CONTENT)}})
     return net
 
 

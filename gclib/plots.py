@@ -107,11 +107,11 @@ def weight_sharing(configs: list[str], max_width: int):
 
     Column i is the layer group set by entry ``c_i``; its height is the supernet's width ``max_width``, the coloured
     part the first ``c_i`` filters the sub-network uses (every sub-network starts at filter 0: first-k sharing)."""
-    from .mobile import parse_config
-    names = ["stem", "down", "trunk", "inner\n1-3", "inner\n4-6", "inner\n7-9", "up", "up"]
+    from .families.base import parse_widths
+    names = ["stem", "down", "trunk", "inner\n1/3", "inner\n2/3", "inner\n3/3", "up", "up"]
     fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs), 2.8), sharey=True, squeeze=False)
     for k, (ax, config) in enumerate(zip(axes[0], configs)):
-        values = parse_config(config)
+        values = parse_widths(config, len(names))
         x = np.arange(len(values))
         ax.bar(x, [max_width] * len(values), color="0.9", edgecolor="0.6", width=0.8, label="supernet (shared)")
         ax.bar(x, values, color=f"C{k}", width=0.8, label="used by this sub-network")

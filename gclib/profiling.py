@@ -269,20 +269,19 @@ def _onnxruntime_runner(model: nn.Module, example: torch.Tensor, device: torch.d
 def bench(compressed: str = "32_32_32_32_32_32_32_32", resolution: int = 256, batch: int = 1,
           device: str | torch.device = "cpu",
           techniques: tuple[str, ...] = ("eager", "channels_last", "torchscript", "compile", "onnxruntime"),
-          repeats: int = 20, log=print) -> list[dict]:
-    """Teacher (ngf 64, 9 blocks) vs a compressed mobile generator: MAC reduction, latency speed-up and their ratio.
+          repeats: int = 20, family: str = "resnet", log=print) -> list[dict]:
+    """The paper's teacher vs a compressed generator of ``family``: MAC reduction, latency speed-up and their ratio.
 
     Latency does not depend on the weights' values, so both networks keep their initial weights. Every technique is
     timed on both; the speed-up is reported per technique and for the best technique of each network. Returns the
     rows printed."""
+    from .families import get_family
     from .metrics import count_macs
-    from .mobile import MobileResnetGenerator
-    from .models import ResnetGenerator
+    fam = get_family(family)
     unknown = [t for t in techniques if t not in TECHNIQUES]
     if unknown:
         raise ValueError(f"unknown techniques {unknown}; choose from {TECHNIQUES}")
-    nets = {"teacher": ResnetGenerator(ngf=64, n_blocks=9), f"compressed {compressed}": MobileResnetGenerator(
-        config=compressed)}
+    nets = {"teacher": fam.teacher(), f"compressed {compressed}": fam.student(compressed)}
     macs = {name: count_macs(net, resolution) for name, net in nets.items()}
     rows = []
     log(f"device: {_device_name(torch.device(device))}; input {batch}x3x{resolution}x{resolution}; "

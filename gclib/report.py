@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes, atomic_write_json
+from .artifacts import atomic_write_bytes, atomic_write_json
 
 FIGURE_DPI = 110
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"

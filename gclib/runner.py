@@ -28,10 +28,20 @@ def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS_DIR) 
     return books
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, progress: bool = True) -> Path:
-    """Execute one notebook into ``out_dir/notebooks/`` with a per-cell progress bar."""
+TASKS = ("facades", "stripes")  # the paired and the unpaired embedded task
+
+
+def takes_task(path: Path) -> bool:
+    """Whether a notebook's parameters cell has a ``task`` (it then runs once per task)."""
     import papermill as pm
-    out = out_dir / "notebooks" / path.name
+    return "task" in pm.inspect_notebook(str(path))
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, progress: bool = True) -> Path:
+    """Execute one notebook into ``out_dir/notebooks/`` with a per-cell progress bar (named after its task, if any)."""
+    import papermill as pm
+    suffix = f"_{parameters['task']}" if "task" in parameters else ""
+    out = out_dir / "notebooks" / f"{path.stem}{suffix}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
@@ -46,8 +56,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, prog
 
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
         timeout: int = 3600, figures_dir: str | Path | None = None, readme: str | Path | None = None,
-        log=print) -> dict:
-    """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected; then write the summary.
+        tasks: list[str] | None = None, log=print) -> dict:
+    """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected, the per-task ones once for each of
+    ``tasks`` (default: both embedded tasks); then write the summary.
 
     Executed copies go to ``out/notebooks``, each notebook's results to ``out/results``, figures to
     ``out/figures``. A ``laptop`` run also copies the figures to ``figures/`` and refreshes the README's table."""
@@ -57,11 +68,14 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     out_dir = out_dir.resolve()
     runtimes: dict[str, float] = {}
     for path in list_notebooks(only):
-        log(f"[gclib run] {path.name} (preset {preset}) ...")
-        t0 = time.perf_counter()
-        run_notebook(path, out_dir, {"preset": preset, "runs_dir": str(out_dir)}, timeout)
-        runtimes[path.stem] = time.perf_counter() - t0
-        log(f"[gclib run] {path.name} done in {runtimes[path.stem] / 60:.1f} min")
+        for task in (tasks or TASKS) if takes_task(path) else [None]:
+            parameters = {"preset": preset, "runs_dir": str(out_dir), **({"task": task} if task else {})}
+            name = f"{path.stem}_{task}" if task else path.stem
+            log(f"[gclib run] {name} (preset {preset}) ...")
+            t0 = time.perf_counter()
+            run_notebook(path, out_dir, parameters, timeout)
+            runtimes[name] = time.perf_counter() - t0
+            log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
     summary_json, summary_md = write_summary(out_dir, preset, runtimes)
     copied = []
     if preset == "laptop":  # the README shows the laptop run: only it refreshes figures/ and the results table

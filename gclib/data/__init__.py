@@ -1,0 +1,115 @@
+"""Data for every notebook: the embedded tasks, real dataset folders, downloads, image conversions.
+
+One entry point, :func:`load_task`, returns one type, :class:`TaskData`, whatever the source: its ``train`` split is
+always a ``Dataset`` with a ``batch(index, generator)`` method (the trainers draw every batch from a step's own
+random stream), its ``heldout`` and ``test`` splits are :class:`TensorSplit` s of float tensors in [-1, 1].
+
+- :mod:`.embedded`: the generated ``facades`` (paired) and ``stripes`` (unpaired) tasks.
+- :mod:`.folders`: the official pix2pix (aligned) and CycleGAN (unaligned) folder layouts.
+- :mod:`.download`: the official archives, resumable and checksummed.
+- :mod:`.images`: uint8 <-> float conversions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .download import REAL_DATASETS, download_dataset, extract, fetch, sha256_of
+from .embedded import EMBEDDED_TASKS, LABELS, SPLITS, default_data_dir, generate_embedded, load_embedded
+from .folders import (ALIGNED_LAYOUT, UNALIGNED_LAYOUT, AlignedFolder, DatasetError, UnalignedFolder,
+                      open_real_dataset, paper_transform)
+from .images import to_tensor, to_uint8
+
+
+class TensorSplit(Dataset):
+    """A split held in memory: ``A`` (N, 3, H, W) and ``B`` (M, 3, H, W), float in [-1, 1].
+
+    ``paired``: row i of ``A`` and of ``B`` belong together. As a training split, :meth:`batch` draws B partners
+    (unpaired) and random horizontal flips from the step's generator."""
+
+    in_memory = True
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, paired: bool):
+        if paired and len(A) != len(B):
+            raise ValueError(f"a paired split needs as many A as B images, got {len(A)} and {len(B)}")
+        self.A, self.B, self.paired = A, B, paired
+
+    def __len__(self) -> int:
+        return len(self.A)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"A": self.A[i], "B": self.B[i % len(self.B)]}
+
+    def batch(self, index: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Images ``index`` of A with random flips. Paired: the same images and flips of B. Unpaired: B gets its own
+        random images and flips, so no pairing can leak into training. ``index``/``flip_a`` say which training image
+        each A is, so a frozen teacher's outputs can be looked up (``TeacherCache``)."""
+        n = len(index)
+        idx_b = index if self.paired else torch.randint(len(self.B), (n,), generator=g)
+        flip_a = torch.rand(n, generator=g) < 0.5
+        flip_b = flip_a if self.paired else torch.rand(n, generator=g) < 0.5
+        a, b = self.A[index].clone(), self.B[idx_b].clone()
+        a[flip_a] = a[flip_a].flip(-1)
+        b[flip_b] = b[flip_b].flip(-1)
+        return {"A": a, "B": b, "index": index, "flip_a": flip_a}
+
+
+@dataclass
+class TaskData:
+    """A task's three splits. ``heldout`` is for monitoring and the search; ``test`` only for final numbers."""
+
+    task: str
+    paired: bool
+    train: Dataset        # TensorSplit (embedded) or a folder Dataset (real data)
+    heldout: TensorSplit
+    test: TensorSplit
+
+    def describe(self) -> str:
+        return (f"task {self.task!r} ({'paired' if self.paired else 'unpaired'}): {len(self.train)} train, "
+                f"{len(self.heldout)} held-out, {len(self.test)} test images")
+
+
+def load_task(task: str, preset, seed: int = 0) -> TaskData:
+    """The splits of ``task`` at a :class:`~gclib.presets.Preset`'s scale.
+
+    ``task`` is an embedded task (``facades``, ``stripes``) or, with ``preset.data.dataset_root`` set, the name given
+    to the real dataset there. Real evaluation splits are resized, neither cropped nor flipped."""
+    data = preset.data
+    if data.dataset_root:
+        root = Path(data.dataset_root)
+        train = open_real_dataset(root, "train", load_size=data.load_size or data.image_size,
+                                  crop_size=data.image_size, seed=seed)
+
+        def eval_split(phase: str) -> TensorSplit:
+            ds = open_real_dataset(root, phase, load_size=data.image_size, crop_size=data.image_size, flip=False,
+                                   seed=seed)
+            items = [ds[i] for i in range(len(ds))]
+            return TensorSplit(torch.stack([it["A"] for it in items]), torch.stack([it["B"] for it in items]),
+                               train.paired)
+        test_phase = "test" if (root / "test").is_dir() or (root / "testA").is_dir() else "val"
+        # The held-out split for the search comes from the val folder when there is one, else from test's twin.
+        held_phase = "val" if (root / "val").is_dir() else test_phase
+        return TaskData(task, train.paired, train, eval_split(held_phase), eval_split(test_phase))
+    if task not in EMBEDDED_TASKS:
+        raise ValueError(f"unknown task {task!r}; the embedded tasks are {sorted(EMBEDDED_TASKS)} "
+                         f"(set the preset's data.dataset_root for a real dataset)")
+    sizes = {"train": data.n_train, "heldout": data.n_heldout, "test": data.n_test}
+    if min(sizes.values()) < 2:
+        raise ValueError(f"preset {preset.name!r} sets data.n_train/n_heldout/n_test = {tuple(sizes.values())}: the "
+                         f"embedded task {task!r} needs at least 2 images per split. The 'paper' preset is for a real "
+                         f"dataset: set data.dataset_root (download one with `python -m gclib data download NAME`)")
+    paired = EMBEDDED_TASKS[task] == "paired"
+    splits = {}
+    for split, n in sizes.items():
+        arrays = load_embedded(task, split, n, data.image_size, seed)
+        splits[split] = TensorSplit(to_tensor(arrays["A"]), to_tensor(arrays["B"]), paired)
+    return TaskData(task, paired, splits["train"], splits["heldout"], splits["test"])
+
+
+__all__ = ["ALIGNED_LAYOUT", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
+           "TaskData", "TensorSplit", "UNALIGNED_LAYOUT", "UnalignedFolder", "default_data_dir", "download_dataset",
+           "extract", "fetch", "generate_embedded", "load_embedded", "load_task", "open_real_dataset",
+           "paper_transform", "sha256_of", "to_tensor", "to_uint8"]

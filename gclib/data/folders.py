@@ -1,0 +1,170 @@
+"""Real datasets in the official layouts: pix2pix's aligned folders and CycleGAN's unaligned ones."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .images import to_tensor
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+ALIGNED_LAYOUT = "ROOT/{train,val,test}/*.jpg, each image the input A and the target B side by side (A|B)"
+UNALIGNED_LAYOUT = "ROOT/{trainA,trainB,testA,testB}/*.jpg, the two domains in separate folders (no pairing)"
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, empty, laid out wrongly or holds an unreadable file. The message says how to fix it."""
+
+
+def _download_hint(root: Path) -> str:
+    from .download import REAL_DATASETS
+    name = root.name if root.name in REAL_DATASETS else "NAME"
+    return (f"Download it with `python -m gclib data download {name} --root {root.parent}` "
+            f"(NAME one of {', '.join(REAL_DATASETS)}), or use an embedded task (task='facades' or 'stripes').")
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises several types for truncated or non-image files
+        raise DatasetError(f"cannot read image {path}: {e}. Delete or replace this file and try again.") from e
+
+
+def paper_transform(img: Image.Image, load_size: int, crop_size: int, flip: bool,
+                    rng: np.random.Generator) -> tuple[Image.Image, tuple[int, int, bool]]:
+    """The paper's augmentation: resize to load_size (286), random crop crop_size (256), random flip.
+
+    Returns the image and the (top, left, flipped) draw so the partner image of a pair gets the same one."""
+    img = img.resize((load_size, load_size), Image.BICUBIC)
+    top = int(rng.integers(0, load_size - crop_size + 1))
+    left = int(rng.integers(0, load_size - crop_size + 1))
+    flipped = bool(flip and rng.random() < 0.5)
+    return _apply(img, crop_size, (top, left, flipped)), (top, left, flipped)
+
+
+def _apply(img: Image.Image, crop_size: int, draw: tuple[int, int, bool]) -> Image.Image:
+    top, left, flipped = draw
+    img = img.crop((left, top, left + crop_size, top + crop_size))
+    return img.transpose(Image.FLIP_LEFT_RIGHT) if flipped else img
+
+
+def _pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    return to_tensor(np.asarray(img, dtype=np.uint8))
+
+
+class _Folder(Dataset):
+    """What both layouts share: a training batch drawn from one step's random stream (crops, flips and, unaligned,
+    the B partners), so a resumed training sees exactly the batches an uninterrupted one would."""
+
+    in_memory = False  # images are read from disk per batch (no precomputed teacher outputs, see TeacherCache)
+    paired: bool
+
+    def item(self, i: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def batch(self, index: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(int(torch.randint(2 ** 62, (), generator=g)))
+        items = [self.item(int(i), rng) for i in index]
+        return {k: torch.stack([it[k] for it in items]) for k in ("A", "B")}
+
+
+class AlignedFolder(_Folder):
+    """pix2pix's aligned layout: each file holds A|B side by side; ``direction`` 'AtoB' or 'BtoA'."""
+
+    paired = True
+
+    def __init__(self, root: str | Path, phase: str = "train", direction: str = "AtoB", load_size: int = 286,
+                 crop_size: int = 256, flip: bool = True, seed: int = 0):
+        root = Path(root)
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        folder = root / phase
+        if not folder.is_dir():
+            found = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+            if {"trainA", "trainB"} & set(found):
+                raise DatasetError(f"{root} holds the unaligned (CycleGAN) layout {found}; the aligned loader "
+                                   f"expects {ALIGNED_LAYOUT}. Use UnalignedFolder for this dataset.")
+            raise DatasetError(f"no folder {folder}. Expected layout: {ALIGNED_LAYOUT}. " + _download_hint(root))
+        self.files = _list_images(folder)
+        if not self.files:
+            raise DatasetError(f"{folder} holds no images ({', '.join(IMG_EXTENSIONS)}). Expected: {ALIGNED_LAYOUT}")
+        self.direction, self.load_size, self.crop_size, self.flip = direction, load_size, crop_size, flip
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.item(i, self.rng)
+
+    def item(self, i: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        path = self.files[i]
+        ab = _open_rgb(path)
+        w, h = ab.size
+        if w < 2 or w % 2:
+            raise DatasetError(f"{path} is {w}x{h}: an aligned image must be two equal halves side by side (A|B)")
+        a, b = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
+        if self.direction == "BtoA":
+            a, b = b, a
+        a, draw = paper_transform(a, self.load_size, self.crop_size, self.flip, rng)
+        b = _apply(b.resize((self.load_size, self.load_size), Image.BICUBIC), self.crop_size, draw)
+        return {"A": _pil_to_tensor(a), "B": _pil_to_tensor(b), "path": str(path)}
+
+
+class UnalignedFolder(_Folder):
+    """CycleGAN's unaligned layout: ``{phase}A`` and ``{phase}B`` folders; item i is A[i] with a random B."""
+
+    paired = False
+
+    def __init__(self, root: str | Path, phase: str = "train", load_size: int = 286, crop_size: int = 256,
+                 flip: bool = True, seed: int = 0):
+        root = Path(root)
+        dirs = [root / f"{phase}A", root / f"{phase}B"]
+        missing = [d for d in dirs if not d.is_dir()]
+        if missing:
+            if (root / phase).is_dir():
+                raise DatasetError(f"{root} holds the aligned (pix2pix) layout; the unaligned loader expects "
+                                   f"{UNALIGNED_LAYOUT}. Use AlignedFolder for this dataset.")
+            raise DatasetError(f"missing {', '.join(map(str, missing))}. Expected layout: {UNALIGNED_LAYOUT}. "
+                               + _download_hint(root))
+        self.files_A, self.files_B = _list_images(dirs[0]), _list_images(dirs[1])
+        for d, files in zip(dirs, (self.files_A, self.files_B)):
+            if not files:
+                raise DatasetError(f"{d} holds no images ({', '.join(IMG_EXTENSIONS)}). Expected: {UNALIGNED_LAYOUT}")
+        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return max(len(self.files_A), len(self.files_B))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.item(i, self.rng)
+
+    def item(self, i: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        pa = self.files_A[i % len(self.files_A)]
+        pb = self.files_B[int(rng.integers(len(self.files_B)))]
+        a, _ = paper_transform(_open_rgb(pa), self.load_size, self.crop_size, self.flip, rng)
+        b, _ = paper_transform(_open_rgb(pb), self.load_size, self.crop_size, self.flip, rng)
+        return {"A": _pil_to_tensor(a), "B": _pil_to_tensor(b), "path": str(pa)}
+
+
+def open_real_dataset(root: str | Path, phase: str = "train", **kwargs) -> Dataset:
+    """Open a real dataset folder, picking the loader from its layout; a clear error if it is neither."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist. Expected either {ALIGNED_LAYOUT} or "
+                           f"{UNALIGNED_LAYOUT}. " + _download_hint(root))
+    if (root / f"{phase}A").is_dir() or (root / f"{phase}B").is_dir():
+        kwargs.pop("direction", None)
+        return UnalignedFolder(root, phase, **kwargs)
+    return AlignedFolder(root, phase, **kwargs)
+

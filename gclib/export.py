@@ -1,0 +1,63 @@
+"""Export a compressed generator (notebook 04) in three forms, each reloadable and checked against the model.
+
+- ``NAME.pt``: the weights and the settings to rebuild the network with gclib (family, config, blocks, MACs, and
+  whatever the caller adds), in one file read with ``weights_only=True``: :func:`load_exported`.
+- ``NAME.pt2``: a ``torch.export`` program, the graph PyTorch deploys from (no gclib needed): ``torch.export.load``.
+- ``NAME.onnx``: ONNX, for ONNX Runtime and other engines (no PyTorch needed).
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .artifacts import atomic_write_bytes, load_artifact, save_artifact
+from .families import get_family
+
+
+def export(G: nn.Module, folder, name: str, image_size: int, family: str = "resnet", extra: dict | None = None
+           ) -> dict[str, Path]:
+    """Write ``G`` (a family's compressed generator with ``config`` and ``n_blocks``) as ``NAME.pt``, ``NAME.pt2``
+    and ``NAME.onnx`` in ``folder``; returns the paths."""
+    from .metrics import count_macs
+    folder = Path(folder)
+    G = G.eval()
+    fam = get_family(family)
+    meta = {"family": family, "config": G.config, "n_blocks": G.n_blocks, "image_size": image_size,
+            "GMACs": count_macs(G, image_size) / 1e9, **(extra or {})}
+    paths = {"weights": folder / f"{name}.pt", "program": folder / f"{name}.pt2", "onnx": folder / f"{name}.onnx"}
+    save_artifact(paths["weights"], {"meta": meta, "weights": G.state_dict()})
+    example = tuple(x.to(next(G.parameters()).device) for x in fam.example_inputs(1, image_size))
+    program = torch.export.export(G, example)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    atomic_write_bytes(paths["program"], buffer.getvalue())
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the exporter reports its version choices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(G, example, buffer, input_names=["A"], output_names=["B"], dynamo=False,
+                          dynamic_axes={"A": {0: "batch"}, "B": {0: "batch"}})
+    atomic_write_bytes(paths["onnx"], buffer.getvalue())
+    return paths
+
+
+def load_exported(folder, name: str, device="cpu") -> nn.Module:
+    """The generator written by :func:`export`, rebuilt from its settings and weights."""
+    content = load_artifact(Path(folder) / f"{name}.pt", device)
+    meta = content["meta"]
+    G = get_family(meta["family"]).student(meta["config"], meta["n_blocks"])
+    G.load_state_dict(content["weights"])
+    return G.to(device).eval()
+
+
+def exported_outputs(paths: dict[str, Path], inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``inputs`` through each exported form, reloaded from disk: the torch.export program and ONNX Runtime."""
+    import onnxruntime as ort
+    program = torch.export.load(str(paths["program"])).module()
+    session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        return {"torch.export": program(inputs.cpu()),
+                "ONNX Runtime": torch.from_numpy(session.run(["B"], {"A": inputs.cpu().numpy()})[0])}

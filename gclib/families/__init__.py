@@ -1,0 +1,16 @@
+"""Generator families: one folder each, all behind the :class:`~gclib.families.base.Family` contract."""
+from __future__ import annotations
+
+from .base import ConfigSpace, Family, encode
+from .resnet import RESNET
+
+FAMILIES: dict[str, Family] = {RESNET.name: RESNET}
+
+
+def get_family(name: str = "resnet") -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown generator family {name!r}; choose one of {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+__all__ = ["ConfigSpace", "Family", "FAMILIES", "encode", "get_family"]

@@ -1,0 +1,80 @@
+"""The discriminator, GAN losses and weight init that every generator family shares (notebook 01)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def instance_norm(channels: int) -> nn.Module:
+    """InstanceNorm without affine parameters or running statistics: the norm of the ResNet generators and the
+    PatchGAN. Non-affine means a sub-network that keeps the first k channels needs no re-calibration (notebook 03)."""
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: with ``n_layers=3`` each output logit sees a 70x70 patch of the input.
+
+    ``input_nc`` is 6 for a conditional (pix2pix) discriminator that sees (input, output) stacked, 3 otherwise.
+    Key names match the official pix2pix / GAN Compression discriminator, so their checkpoints load.
+    """
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2 ** n, 8)
+            stride = 2 if n < n_layers else 1  # n_layers stride-2 convs in all, then one stride-1 conv
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=True),
+                       instance_norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 1, H/8 - 2, W/8 - 2) patch logits
+        return self.model(x)
+
+
+class GANLoss(nn.Module):
+    """The three GAN objectives of the paper's code base.
+
+    - ``lsgan``:   D minimises (D(x) - 1)^2 + D(G(z))^2; G minimises (D(G(z)) - 1)^2    (CycleGAN)
+    - ``vanilla``: binary cross-entropy on logits                                     (original pix2pix)
+    - ``hinge``:   D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G minimises -D(G(z))  (GAN Compression pix2pix)
+    """
+
+    modes = ("lsgan", "vanilla", "hinge")
+
+    def __init__(self, mode: str = "lsgan"):
+        super().__init__()
+        if mode not in self.modes:
+            raise ValueError(f"GAN loss {mode!r} is unknown; choose one of {self.modes}")
+        self.mode = mode
+
+    def forward(self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
+        if self.mode == "lsgan":
+            target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
+            return nn.functional.mse_loss(logits, target)
+        if self.mode == "vanilla":
+            target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
+            return nn.functional.binary_cross_entropy_with_logits(logits, target)
+        # hinge
+        if not for_discriminator:
+            return -logits.mean()
+        sign = -1.0 if target_is_real else 1.0
+        return torch.relu(1.0 + sign * logits).mean()
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
+    """pix2pix's 'normal' init: conv weights ~ N(0, 0.02), biases 0."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)

@@ -1,0 +1,202 @@
+"""The training loop every recipe shares: resumable with nothing lost, stopped cleanly by Ctrl-C or SIGTERM.
+
+Every random draw of step ``t`` (batch order, flips, the image pool, the supernet's sampled config) comes from a
+generator seeded by ``(seed, t)``, the learning rate is a pure function of ``t``, and the checkpoint holds the
+networks, the optimiser moments and the history. Stopping after step k and resuming therefore gives the same weights
+as an uninterrupted run (tested in ``tests/test_train.py``).
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..artifacts import load_artifact, save_artifact, set_aside
+
+EvalFn = Callable[[nn.Module], dict]
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    batch_size: int = 8
+    lr: float = 2e-4
+    beta1: float = 0.5
+    decay_fraction: float = 0.5   # linear decay to 0 over the last fraction of steps
+    gan_mode: str = "hinge"
+    lambda_recon: float = 100.0   # pix2pix L1 weight
+    lambda_cycle: float = 10.0    # CycleGAN cycle weight
+    lambda_identity: float = 0.5  # CycleGAN identity weight, relative to lambda_cycle
+    pool_size: int = 50           # CycleGAN image pool
+    eval_every: int = 100
+    ckpt_every: int = 100
+    seed: int = 0
+
+    LOGGING = ("eval_every", "ckpt_every")  # fields that change what is logged, not what is trained
+
+    def settings(self) -> dict:
+        """The fields that determine the trained weights (part of an artifact's key)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in self.LOGGING}
+
+
+def from_preset(preset, steps: int, seed: int, config_class: type = TrainConfig, **fields) -> TrainConfig:
+    """A config of ``steps`` steps with the preset's batch size, optimiser, schedule and logging intervals;
+    ``fields`` set the recipe's own settings (e.g. ``gan_mode``)."""
+    return config_class(steps=steps, batch_size=preset.data.batch_size, lr=preset.optim.lr, beta1=preset.optim.beta1,
+                        decay_fraction=preset.optim.decay_fraction, eval_every=preset.eval_every,
+                        ckpt_every=preset.ckpt_every, seed=seed, **fields)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Constant, then linear decay to 0:  lr_t = lr * min(1, (T - t) / (decay_fraction * T))."""
+    decay_steps = max(1, int(cfg.decay_fraction * cfg.steps))
+    return cfg.lr * min(1.0, (cfg.steps - step) / decay_steps)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The random stream of one training step (a pure function of seed and step, so resuming is exact)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def sample_batch(train, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The batch of step ``step``: epoch-wise shuffled indices, then the split's own ``batch`` (flips, partners)."""
+    n = len(train)
+    epoch, offset = divmod(step * cfg.batch_size, n)
+    perm = torch.cat([torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + e))
+                      for e in (epoch, epoch + 1)])
+    return train.batch(perm[offset:offset + cfg.batch_size], step_generator(cfg.seed, step))
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _deferred_stop():
+    """While active, SIGINT (Ctrl-C, Kernel > Interrupt) and SIGTERM (a scheduler, ``kill``) only record the signal,
+    read between steps, so a step is never cut in half. Handlers can only be installed from the main thread;
+    elsewhere the signals act as usual and training resumes from the last periodic checkpoint."""
+    hit: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: hit[0] if hit else None
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: hit.append(signum)) for s in STOP_SIGNALS}
+    try:
+        yield lambda: hit[0] if hit else None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+class Trainer:
+    """The loop shared by all recipes: resume, step, log, evaluate, checkpoint, stop cleanly.
+
+    ``stage``: the record of the artifact being trained (see :mod:`gclib.stages`); the resumable checkpoint carries
+    it, and a checkpoint of another stage is set aside rather than resumed into a mismatch."""
+
+    def __init__(self, nets: dict[str, nn.Module], cfg: TrainConfig, ckpt_path: str | Path,
+                 device: str | torch.device = "cpu", stage: dict | None = None):
+        self.nets, self.cfg, self.device = nets, cfg, torch.device(device)
+        self.ckpt_path = Path(ckpt_path)
+        self.stage = stage or {}
+        for net in nets.values():
+            net.to(self.device)
+        self.optimizers = self.build_optimizers()
+        self.step, self.history, self.evals = 0, [], []
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.nets["G"]
+
+    def final_weights(self) -> dict[str, dict]:
+        """What the finished artifact keeps: every network's weights (recipes with two generators keep A -> B)."""
+        return {k: v.state_dict() for k, v in self.nets.items()}
+
+    # -- checkpointing -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"stage": self.stage, "step": self.step, "history": self.history, "evals": self.evals,
+                "nets": {k: v.state_dict() for k, v in self.nets.items()},
+                "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()}}
+
+    def load_state(self, state: dict) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
+
+    def save(self) -> None:
+        save_artifact(self.ckpt_path, self.state_dict())
+
+    def resume(self) -> bool:
+        """Load the last checkpoint if there is one of this stage; set aside one that is unreadable or belongs to
+        other settings. Returns whether training resumed."""
+        if not self.ckpt_path.exists():
+            return False
+        try:
+            state = load_artifact(self.ckpt_path, self.device)
+        except Exception as e:  # a file truncated by a full disk, or not ours
+            moved = set_aside(self.ckpt_path, "unreadable")
+            print(f"could not read {self.ckpt_path.name} ({type(e).__name__}); set aside as {moved.name}")
+            return False
+        if state.get("stage", {}).get("key") != self.stage.get("key"):
+            moved = set_aside(self.ckpt_path, "stale")
+            print(f"{self.ckpt_path.name} was written with other settings; set aside as {moved.name}")
+            return False
+        self.load_state(state)
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def fit(self, train, eval_fn: EvalFn | None = None, stop_at: int | None = None, progress: bool = True
+            ) -> "Trainer":
+        """Train up to ``cfg.steps`` (or ``stop_at``) on the training split ``train``, resuming if a checkpoint
+        exists. Ctrl-C or SIGTERM lets the running step finish, saves, then raises ``KeyboardInterrupt``: the next
+        ``fit`` continues exactly where this one stopped."""
+        if self.resume() and progress:
+            print(f"resumed {self.ckpt_path.name} at step {self.step}")
+        end = min(self.cfg.steps, stop_at) if stop_at is not None else self.cfg.steps
+        bar = tqdm(range(self.step, end), initial=self.step, total=self.cfg.steps, desc=type(self).__name__,
+                   disable=not progress)
+        try:
+            with _deferred_stop() as stopped:
+                for step in bar:
+                    _set_lr(list(self.optimizers.values()), lr_at(step, self.cfg))
+                    batch = sample_batch(train, step, self.cfg)
+                    batch = {k: v.to(self.device, non_blocking=True) if k in ("A", "B") else v
+                             for k, v in batch.items()}
+                    t0 = time.perf_counter()
+                    losses = self.train_step(batch, step_generator(self.cfg.seed, step))
+                    self.history.append({"step": step, "seconds": time.perf_counter() - t0, **losses})
+                    self.step = step + 1
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                    if eval_fn is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                        self.evals.append({"step": self.step, **eval_fn(self.generator)})
+                    signum = stopped()  # read once: a signal between two reads must not skip the save
+                    if signum or self.step % self.cfg.ckpt_every == 0 or self.step == end:
+                        self.save()
+                    if signum:
+                        name = signal.Signals(signum).name
+                        raise KeyboardInterrupt(f"training stopped by {name} after step {self.step}; saved to "
+                                                f"{self.ckpt_path}, run again to resume")
+        finally:
+            bar.close()
+        return self

@@ -1,0 +1,312 @@
+"""Load-or-train, once for every stage of the pipeline: teacher (01), student (02), supernet (03), sub-network (03/04).
+
+Each stage is described by a :class:`Stage`: its kind, task and seed, its **own settings** (the preset parts it
+depends on and its recipe's training config) and the **key of the artifact it starts from**. The key of a stage is a
+hash of all of that, and it is part of the artifact's file name (``supernet_facades_s0_3f9a2c1b7e.pt``), so:
+
+- a notebook finds a finished artifact and loads it instead of training (every notebook runs on its own);
+- changing search or fine-tuning settings makes new fine-tuning artifacts and never retrains the supernet; an
+  exercise that changes a setting trains a new artifact next to the old one and never wipes it, and going back to the
+  old settings finds the old artifact again;
+- a retrained teacher changes the key of everything downstream, so nothing stale is ever loaded.
+
+The artifact file holds the weights, the stage record (settings and key), the training history and the held-out
+evaluations: one file, written atomically. Training resumes from ``<name>.train.pt``; an unreadable or mismatched
+file is set aside under a unique name, never overwritten or deleted; a second run training the same artifact in the
+same folder is refused with a message (see :mod:`gclib.artifacts`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from .artifacts import artifact_lock, load_artifact, save_artifact, set_aside
+from .data import TaskData
+from .families import get_family
+from .nn.gan import init_weights
+from .recipes.distill import (TEACHERLESS, VARIANTS, DistillTrainer, TeacherCache, build_mappings, distill_config,
+                              init_mappings_as_selection)
+from .recipes.once_for_all import SupernetTrainer, elastic_mappings
+from .recipes.teacher import CycleGANTrainer, discriminator, teacher_config, teacher_nets, trainer_for
+from .recipes.trainer import EvalFn, Trainer, from_preset
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str                  # "teacher", "student", "supernet", "subnet"
+    task: str
+    seed: int
+    settings: dict             # plain JSON: what this stage's training depends on
+    parent: str | None = None  # the key of the artifact this stage starts from
+    label: str = ""            # a readable part of the file name (a variant, a config)
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"kind": self.kind, "task": self.task, "seed": self.seed, "settings": self.settings,
+                           "parent": self.parent}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def filename(self) -> str:
+        parts = [self.kind, self.task] + ([self.label] if self.label else []) + [f"s{self.seed}", self.key]
+        return "_".join(parts) + ".pt"
+
+    def record(self) -> dict:
+        return {**asdict(self), "key": self.key}
+
+
+@dataclass
+class Artifact:
+    """A finished stage as read from disk: ``weights`` (net name -> state_dict), history, evals, its stage record."""
+
+    stage: dict
+    path: Path
+    weights: dict
+    history: list
+    evals: list
+    trained_now: bool
+
+    @property
+    def key(self) -> str:
+        return self.stage["key"]
+
+    @property
+    def training_minutes(self) -> float:
+        return sum(h["seconds"] for h in self.history) / 60
+
+
+class Trained(NamedTuple):
+    """What every stage returns: the trained network (eval mode, on the device) and its artifact."""
+    net: nn.Module
+    artifact: Artifact
+
+
+def read_artifact(path: Path, stage: Stage) -> Artifact | None:
+    """The finished artifact at ``path`` if it is this stage's; an unreadable or foreign file is set aside."""
+    if not path.exists():
+        return None
+    try:
+        content = load_artifact(path)
+    except Exception as e:
+        moved = set_aside(path, "unreadable")
+        print(f"could not read {path.name} ({type(e).__name__}: {e}); set aside as {moved.name}")
+        return None
+    if content.get("stage", {}).get("key") != stage.key:
+        moved = set_aside(path, "stale")
+        print(f"{path.name} holds another stage's weights; set aside as {moved.name}")
+        return None
+    return Artifact(content["stage"], path, content["weights"], content["history"], content["evals"], False)
+
+
+def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Path], Trainer], train,
+                  eval_fn: EvalFn | None = None, progress: bool = True) -> Artifact:
+    """The artifact of ``stage`` in ``runs_dir``: loaded if finished, else trained (resuming) and saved.
+
+    ``make_trainer(checkpoint_path)`` builds the stage's trainer (its initial weights from the stage's seed);
+    ``train`` is the training split; ``eval_fn`` scores the generator on held-out data during training."""
+    path = Path(runs_dir) / stage.filename
+    found = read_artifact(path, stage)
+    if found is not None:
+        return found
+    with artifact_lock(path):
+        found = read_artifact(path, stage)     # finished by another run between our first look and the lock
+        if found is not None:
+            return found
+        trainer = make_trainer(path.with_suffix(".train.pt"))
+        trainer.fit(train, eval_fn, progress=progress)
+        weights = trainer.final_weights()
+        save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
+                             "evals": trainer.evals})
+    return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True)
+
+
+def _seeded(seed: int, build: Callable[[], dict]) -> dict:
+    """Initial weights that depend on the seed alone, not on what ran before (the caller's stream is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _common(preset, data: TaskData) -> dict:
+    return {"family": preset.family, "paired": data.paired, "data": preset.data.training(),
+            "n_blocks": preset.teacher.n_blocks}
+
+
+def _loaded(net: nn.Module, weights: dict, device) -> nn.Module:
+    net.load_state_dict(weights)
+    return net.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The four stages
+# ----------------------------------------------------------------------------------------------------------------
+def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_fn: EvalFn | None = None,
+            progress: bool = True) -> Trained:
+    """Notebook 01: the teacher of ``data.task`` trained with pix2pix (paired) or CycleGAN (unpaired).
+    The artifact keeps the A -> B generator ``G`` and the discriminator ``D`` that judged it."""
+    family = get_family(preset.family)
+    cfg = teacher_config(preset, data.paired, seed)
+    stage = Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.part("teacher"),
+                                               "train": cfg.settings()})
+
+    def make(ckpt: Path) -> Trainer:
+        nets = _seeded(seed, lambda: teacher_nets(family, preset, data.paired))
+        return trainer_for(data.paired)(nets, cfg, ckpt, device, stage.record())
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress)
+    return Trained(_loaded(family.teacher(preset.teacher.ngf, preset.teacher.n_blocks), art.weights["G"], device), art)
+
+
+def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, seed: int = 0, device="cpu",
+            eval_fn: EvalFn | None = None, cache: TeacherCache | None = None, teacher_d: bool = True,
+            lambda_distill: float | None = None, progress: bool = True) -> Trained:
+    """Notebook 02: the mobile student (``preset.student.ngf``) trained as ``variant`` (see ``VARIANTS``).
+
+    - ``alone``: random init, fresh D. ``init``: the teacher's strongest channels, fresh D.
+    - ``output``, ``features``: the teacher's channels, and D from the teacher's D when ``teacher_d``.
+    Unpaired tasks train ``alone`` and ``init`` with CycleGAN (no teacher in the loss). The artifact keeps ``G``, ``D``
+    and, for distillation, the mapping convs ``maps``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
+    family = get_family(preset.family)
+    teacher_net, teacher_art = teacher
+    config = family.uniform(preset.student.ngf)
+    cycle = variant in TEACHERLESS and not data.paired
+    if cycle:
+        cfg = teacher_config(preset, data.paired, seed, steps=preset.student.steps)
+    else:
+        cfg = distill_config(from_preset(preset, preset.student.steps, seed), data.paired, variant)
+        if lambda_distill is not None and variant == "features":
+            cfg.lambda_distill = lambda_distill
+    use_teacher_d = teacher_d and variant not in TEACHERLESS
+    stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
+                                               "teacher_d": use_teacher_d, "train": cfg.settings()},
+                  parent=teacher_art.key, label=variant)
+
+    def build() -> dict:
+        G = init_weights(family.student(config, preset.teacher.n_blocks))
+        maps = build_mappings(family, G, teacher_net)
+        if variant != "alone":
+            init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
+        if cycle:
+            nets = teacher_nets(family, preset, False, lambda: family.student(config, preset.teacher.n_blocks))
+            return {**nets, "G_A": G}
+        D = discriminator(preset, data.paired)
+        if use_teacher_d:
+            D.load_state_dict(teacher_art.weights["D"])
+        return {"G": G, "D": D, "maps": maps}
+
+    def make(ckpt: Path) -> Trainer:
+        nets = _seeded(seed, build)
+        if cycle:
+            return CycleGANTrainer(nets, cfg, ckpt, device, stage.record())
+        return DistillTrainer(nets, teacher_net, cfg, ckpt, device, stage.record(), family, cache)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress)
+    return Trained(_loaded(family.student(config, preset.teacher.n_blocks), art.weights["G"], device), art)
+
+
+def student_maps(preset, student: Trained, teacher_net: nn.Module) -> nn.ModuleList | None:
+    """The trained mapping convs of a distilled student (None for variants without them)."""
+    if "maps" not in student.artifact.weights:
+        return None
+    maps = build_mappings(get_family(preset.family), student.net, teacher_net)
+    maps.load_state_dict(student.artifact.weights["maps"])
+    return maps.to(next(student.net.parameters()).device)
+
+
+def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, device="cpu",
+             eval_fn: EvalFn | None = None, cache: TeacherCache | None = None, progress: bool = True) -> Trained:
+    """Notebook 03: the once-for-all supernet over ``preset.supernet.choices_for(paired)``, distilled from the
+    teacher with the paper's recipe (paired: real target, conditional D, hinge; unpaired: the teacher's output as
+    target, unconditional D, LSGAN). It starts from the teacher's strongest channels, strongest first (so every
+    first-k slice inherits the best it can hold), and D from the teacher's D.
+
+    ``eval_fn`` is applied every ``eval_every`` steps to the largest and the smallest sub-network; the evals hold
+    ``fid@largest``, ``kid@smallest``, ... The artifact keeps ``G``, ``maps`` and ``D`` (fine-tuning starts from
+    all three)."""
+    family = get_family(preset.family)
+    teacher_net, teacher_art = teacher
+    space = family.space(preset.supernet.choices_for(data.paired))
+    cfg = distill_config(from_preset(preset, preset.supernet.steps, seed), data.paired, "features")
+    stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
+                                                "train": cfg.settings()}, parent=teacher_art.key)
+    max_width = max(max(c) for c in space.choices)
+    if max_width > preset.teacher.ngf:
+        raise ValueError(f"supernet widths go up to {max_width} but the teacher is only ngf {preset.teacher.ngf} "
+                         f"wide; the widest sub-network must not be wider than the teacher it starts from")
+    references = {"largest": space.largest(), "smallest": space.smallest()}
+
+    def eval_references(sup) -> dict:
+        out, active = {}, sup.config
+        for name, config in references.items():
+            out.update({f"{k}@{name}": v for k, v in eval_fn(sup.set_config(config)).items()})
+        sup.set_config(active)
+        return out
+
+    def build() -> dict:
+        G = init_weights(family.supernet(max_width, preset.teacher.n_blocks))
+        maps = elastic_mappings(family, G, teacher_net)
+        init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net, by_importance=True))
+        D = discriminator(preset, data.paired)
+        D.load_state_dict(teacher_art.weights["D"])
+        return {"G": G, "D": D, "maps": maps}
+
+    def make(ckpt: Path) -> Trainer:
+        return SupernetTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache,
+                               space=space)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_references if eval_fn else None, progress)
+    with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
+        net = family.supernet(max_width, preset.teacher.n_blocks)
+    return Trained(_loaded(net, art.weights["G"], device).set_config(references["largest"]), art)
+
+
+def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, steps: int, start: str = "teacher",
+           supernet: Trained | None = None, seed: int = 0, device="cpu", eval_fn: EvalFn | None = None,
+           cache: TeacherCache | None = None, progress: bool = True) -> Trained:
+    """One sub-network ``config`` trained on its own with the paper's distillation recipe, for ``steps`` steps.
+
+    - ``start="teacher"``: stand-alone training (notebook 03's ranking check): like notebook 02's student (c), it
+      starts from the teacher's strongest channels and D, and never sees the supernet.
+    - ``start="supernet"``: fine-tuning (notebook 04): weights, mapping convs and D start from ``supernet``."""
+    if start not in ("teacher", "supernet"):
+        raise ValueError(f"start must be 'teacher' or 'supernet', not {start!r}")
+    if start == "supernet" and supernet is None:
+        raise ValueError("start='supernet' needs supernet=stages.supernet(...), the supernet to fine-tune from")
+    family = get_family(preset.family)
+    teacher_net, teacher_art = teacher
+    config = "_".join(map(str, family.parse(config)))
+    cfg = distill_config(from_preset(preset, steps, seed), data.paired, "features")
+    parent = supernet.artifact.key if start == "supernet" else teacher_art.key
+    stage = Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
+                                              "train": cfg.settings()}, parent=parent, label=f"{config}_{start}")
+
+    def build() -> dict:
+        D = discriminator(preset, data.paired)
+        if start == "teacher":
+            G = init_weights(family.student(config, preset.teacher.n_blocks))
+            maps = build_mappings(family, G, teacher_net)
+            init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
+            D.load_state_dict(teacher_art.weights["D"])
+        else:
+            sup_net, sup_art = supernet
+            G = family.extract(sup_net, config).cpu()
+            maps = build_mappings(family, G, teacher_net)
+            shared = sup_art.weights["maps"]
+            with torch.no_grad():  # the supernet's mappings sliced to this sub-network's widths
+                for i, m in enumerate(maps):
+                    m.weight.copy_(shared[f"{i}.weight"][:, :m.in_channels])
+                    m.bias.copy_(shared[f"{i}.bias"])
+            D.load_state_dict(sup_art.weights["D"])
+        return {"G": G, "D": D, "maps": maps}
+
+    def make(ckpt: Path) -> Trainer:
+        return DistillTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress)
+    with torch.random.fork_rng(devices=[]):
+        net = family.student(config, preset.teacher.n_blocks)
+    return Trained(_loaded(net, art.weights["G"], device), art)
