@@ -30,8 +30,9 @@ def export(G: nn.Module, folder, name: str, image_size: int, family: str = "resn
             "GMACs": count_macs(G, image_size) / 1e9, **(extra or {})}
     paths = {"weights": folder / f"{name}.pt", "program": folder / f"{name}.pt2", "onnx": folder / f"{name}.onnx"}
     save_artifact(paths["weights"], {"meta": meta, "weights": G.state_dict()})
-    example = tuple(x.to(next(G.parameters()).device) for x in fam.example_inputs(1, image_size))
-    program = torch.export.export(G, example)
+    example = tuple(x.to(next(G.parameters()).device) for x in fam.example_inputs(2, image_size))
+    batch = torch.export.Dim("batch")                             # any batch size, not only the example's
+    program = torch.export.export(G, example, dynamic_shapes=tuple({0: batch} for _ in example))
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     atomic_write_bytes(paths["program"], buffer.getvalue())

@@ -79,10 +79,11 @@ def test_embedded_cache_roundtrip(tmp_path):
 def test_load_task_gives_three_splits():
     cfg = get_preset("smoke")
     splits = gdata.load_task("facades", cfg)
-    assert splits["paired"] is True
-    for split, n in (("train", cfg.n_train), ("heldout", cfg.n_heldout), ("test", cfg.n_test)):
-        assert splits[split]["A"].shape == (n, 3, cfg.image_size, cfg.image_size)
-        assert -1 <= splits[split]["A"].min() and splits[split]["A"].max() <= 1
+    assert splits.paired is True and isinstance(splits.train, torch.utils.data.Dataset)
+    d = cfg.data
+    for split, n in (("train", d.n_train), ("heldout", d.n_heldout), ("test", d.n_test)):
+        assert getattr(splits, split).A.shape == (n, 3, d.image_size, d.image_size)
+        assert -1 <= getattr(splits, split).A.min() and getattr(splits, split).A.max() <= 1
 
 
 # -- real dataset layouts ---------------------------------------------------------------------------------------------
@@ -172,10 +173,19 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 def test_real_dataset_through_load_task(tmp_path):
     root = make_aligned(tmp_path / "fac")
-    cfg = get_preset("smoke", image_size=16, load_size=18, real_dataset_root=str(root))
+    cfg = get_preset("smoke", {"data.image_size": 16, "data.load_size": 18, "data.dataset_root": str(root)})
     splits = gdata.load_task("ignored", cfg)
-    assert splits["paired"] and len(splits["train"]) == 3
-    assert splits["test"]["A"].shape == (3, 3, 16, 16)
+    assert splits.paired and len(splits.train) == 3
+    assert splits.test.A.shape == (3, 3, 16, 16)
+    batch = splits.train.batch(torch.tensor([0, 2]), torch.Generator().manual_seed(0))
+    assert batch["A"].shape == (2, 3, 16, 16)                        # random 16x16 crops of the 18x18 resize
+    again = splits.train.batch(torch.tensor([0, 2]), torch.Generator().manual_seed(0))
+    assert torch.equal(batch["A"], again["A"])                       # the step's generator fixes the crops
+
+
+def test_the_paper_preset_without_a_dataset_names_the_parameter():
+    with pytest.raises(ValueError, match="data.dataset_root.*python -m gclib data download"):
+        gdata.load_task("facades", get_preset("paper"))
 
 
 # -- download -----------------------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from gclib.explorer import BudgetExplorer
-from gclib.mobile import MobileResnetGenerator
-from gclib.models import init_weights
-from gclib.search import config_macs
+from gclib.families.resnet import RESNET, MobileResnetGenerator
+from gclib.nn.gan import init_weights
+
+config_macs = RESNET.config_macs
 
 CONFIGS = ["4_4_4_4_4_4_4_4", "4_8_4_8_4_8_4_8", "8_8_8_8_4_4_4_4", "8_8_8_8_8_8_8_8"]
 
@@ -16,13 +17,13 @@ def _explorer(fids=(5.0, 3.0, 4.0, 1.0), best_under_budget=True):
     def make_model(config):
         built.append(config)
         torch.manual_seed(len(built))
-        return init_weights(MobileResnetGenerator(config=config, n_blocks=3))
+        return init_weights(MobileResnetGenerator(config, n_blocks=3))
 
     def latency(model):
         timed.append(model)
         return 10.0 * len(timed)
 
-    teacher = init_weights(MobileResnetGenerator(ngf=16, n_blocks=3))
+    teacher = init_weights(MobileResnetGenerator("16_16_16_16_16_16_16_16", n_blocks=3))
     inputs = torch.rand(3, 3, 16, 16) * 2 - 1
     ex = BudgetExplorer(rows, make_model, inputs, teacher, {"macs": config_macs("16_16_16_16_16_16_16_16", 16, 3),
                                                             "fid": 0.5, "kid": 0.05}, latency,

@@ -4,8 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gclib.mobile import MobileResnetGenerator
-from gclib.models import ResnetGenerator
+from gclib.families.resnet import MobileResnetGenerator, ResnetGenerator
 from gclib.profiling import accelerate, bench, layer_kind, measure_latency, op_breakdown, profile_models
 
 
@@ -35,7 +34,7 @@ def test_min_seconds_adds_runs():
 
 
 def test_profile_table_has_one_row_per_model_resolution_and_batch():
-    models = {"teacher": ResnetGenerator(ngf=8, n_blocks=3), "student": MobileResnetGenerator(ngf=4, n_blocks=3)}
+    models = {"teacher": ResnetGenerator(ngf=8, n_blocks=3), "student": MobileResnetGenerator("4_4_4_4_4_4_4_4", n_blocks=3)}
     rows = profile_models(models, [32, 64], [1, 2], warmup=1, repeats=2, progress=False)
     assert len(rows) == 8
     macs = {(r["model"], r["resolution"]): r["GMACs"] for r in rows}
@@ -52,7 +51,7 @@ def test_layer_kinds():
 
 
 def test_op_breakdown_covers_every_kind_of_layer():
-    net = MobileResnetGenerator(ngf=4, n_blocks=3)
+    net = MobileResnetGenerator("4_4_4_4_4_4_4_4", n_blocks=3)
     rows = {r["kind"]: r for r in op_breakdown(net, resolution=32, repeats=2)}
     assert rows["depthwise conv"]["layers"] == 2 * 3 and rows["pointwise conv (1x1)"]["layers"] == 2 * 3
     assert rows["transposed conv"]["layers"] == 2
@@ -64,7 +63,7 @@ def test_op_breakdown_covers_every_kind_of_layer():
 @pytest.mark.parametrize("technique", ["channels_last", "torchscript"])
 def test_accelerated_models_compute_the_same_images(technique):
     torch.manual_seed(0)
-    net = MobileResnetGenerator(ngf=4, n_blocks=3).eval()
+    net = MobileResnetGenerator("4_4_4_4_4_4_4_4", n_blocks=3).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = net(x)
@@ -97,7 +96,7 @@ def test_bench_cli_reads_the_searched_config_of_notebook_04(tmp_path, capsys):
     assert "notebook 04 writes" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("net", [ResnetGenerator(ngf=8, n_blocks=3), MobileResnetGenerator(config="8_8_16_8_8_8_8_8")])
+@pytest.mark.parametrize("net", [ResnetGenerator(ngf=8, n_blocks=3), MobileResnetGenerator("8_8_16_8_8_8_8_8")])
 def test_macs_by_kind_add_up_to_the_counter(net):
     from gclib.metrics import count_macs
     from gclib.profiling import macs_by_kind

@@ -40,27 +40,42 @@ def test_ci_runs_the_readme_test_command():
 
 def test_presets():
     assert set(PRESETS) == {"smoke", "laptop", "paper"}
-    assert PRESETS["paper"].image_size == 256 and PRESETS["paper"].teacher_ngf == 64
-    assert PRESETS["smoke"].teacher_steps < PRESETS["laptop"].teacher_steps
-    assert get_preset("smoke", teacher_steps=3).teacher_steps == 3
+    assert PRESETS["paper"].data.image_size == 256 and PRESETS["paper"].teacher.ngf == 64
+    assert PRESETS["paper"].supernet.unpaired_choices == (16, 24, 32, 48, 64)          # Fast CycleGAN's set
+    assert PRESETS["smoke"].teacher.steps < PRESETS["laptop"].teacher.steps
+    assert get_preset("smoke", {"teacher.steps": 3}).teacher.steps == 3
     with pytest.raises(ValueError, match="laptop"):
         get_preset("huge")
-    with pytest.raises(ValueError, match="unknown preset fields"):
-        get_preset("smoke", steps=3)
+    with pytest.raises(ValueError, match=r"unknown preset field 'teacher.step'.*'steps'"):
+        get_preset("smoke", {"teacher.step": 3})
+    with pytest.raises(ValueError, match="unknown preset part 'gan'"):
+        get_preset("smoke", {"gan.steps": 3})
 
 
-def test_later_notebooks_fields_do_not_invalidate_earlier_checkpoints():
-    """A teacher (01) and a student (02) compare only the preset fields they depend on, so tuning the search of
-    03/04 keeps them valid; the search fields are excluded from both."""
-    from gclib.presets import SEARCH_FIELDS
+@pytest.mark.parametrize("field, value, message", [
+    ("data.image_size", 0, "data.image_size must be a positive integer, got 0"),
+    ("data.image_size", 30, "data.image_size must be a multiple of 4"),
+    ("data.load_size", 20, r"data.load_size must be 0 or at least data.image_size \(32\)"),
+    ("teacher.steps", -1, "teacher.steps must be a non-negative integer, got -1"),
+    ("student.seeds", (0, -1), "student.seeds must be a non-empty tuple of non-negative integers"),
+    ("search.budget_widths", (5,), r"search.budget_widths must be widths in supernet.choices"),
+    ("optim.decay_fraction", 1.5, "optim.decay_fraction must be between 0 and 1"),
+])
+def test_get_preset_validates_and_names_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        get_preset("smoke", {field: value})
+
+
+def test_every_stage_is_keyed_by_its_own_part():
+    """Each part belongs to one stage; the keys of stages.py are made of them, so tuning the search never touches
+    the teacher's or the supernet's settings."""
     base = get_preset("laptop")
-    tuned = get_preset("laptop", supernet_steps=7, budget_widths=(16,), finetune_steps=1)
-    assert base.teacher_dict() == tuned.teacher_dict() and base.student_dict() == tuned.student_dict()
-    assert get_preset("laptop", distill_steps=1).teacher_dict() == base.teacher_dict()
-    assert get_preset("laptop", distill_steps=1).student_dict() != base.student_dict()
-    assert get_preset("laptop", teacher_steps=1).student_dict() != base.student_dict()
-    assert set(SEARCH_FIELDS) <= set(base.to_dict())
-    assert max(base.supernet_choices) <= base.teacher_ngf and set(base.budget_widths) <= set(base.supernet_choices)
+    tuned = base.override({"search.population": 7, "search.budget_widths": (16,), "search.finetune_steps": 1})
+    for part in ("data", "optim", "teacher", "student", "supernet"):
+        assert base.part(part) == tuned.part(part)
+    assert base.data.training() == base.override({"data.n_test": 5}).data.training()   # eval sizes: not training
+    assert max(base.supernet.choices) <= base.teacher.ngf and set(base.search.budget_widths) <= set(
+        base.supernet.choices)
 
 
 def test_cli_macs(capsys):
@@ -70,6 +85,8 @@ def test_cli_macs(capsys):
     assert "2.62 G MACs" in capsys.readouterr().out
     assert main(["macs", "16_16_16"]) == 2
     assert "needs 8" in capsys.readouterr().err
+    assert main(["macs", "teacher", "--family", "spade9"]) == 2
+    assert "unknown generator family" in capsys.readouterr().err
 
 
 def test_module_entry_point():

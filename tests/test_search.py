@@ -2,22 +2,26 @@ import random
 
 import pytest
 
+from gclib.families.resnet import FAST_CYCLEGAN_CHOICES, FAST_PIX2PIX_CHOICES, RESNET, MobileResnetGenerator
 from gclib.metrics import count_macs
-from gclib.mobile import FAST_CYCLEGAN_CHOICES, FAST_PIX2PIX_CHOICES, MobileResnetGenerator, encode_config
-from gclib.search import brute_force, check_budget, config_macs, evolution
+from gclib.search import brute_force, check_budget, evolution
+
+
+def config_macs(config, size, n_blocks=9):
+    return RESNET.config_macs(config, size, n_blocks)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_closed_form_macs_equal_torchprofile(seed):
     rng = random.Random(seed)
-    config = encode_config([rng.choice(FAST_PIX2PIX_CHOICES) for _ in range(8)])
+    config = "_".join(str(rng.choice(FAST_PIX2PIX_CHOICES)) for _ in range(8))
     blocks = 9 if seed % 2 else 6
-    assert config_macs(config, 64, blocks) == count_macs(MobileResnetGenerator(config=config, n_blocks=blocks), 64)
+    assert config_macs(config, 64, blocks) == count_macs(MobileResnetGenerator(config, n_blocks=blocks), 64)
 
 
 def test_budget_below_the_smallest_network_names_it():
     with pytest.raises(ValueError, match=r"16_16_16_16_16_16_16_16 at 1\.4\d+ GMACs"):
-        check_budget(1.0e9, FAST_CYCLEGAN_CHOICES, 256)
+        check_budget(1.0e9, RESNET.space(FAST_CYCLEGAN_CHOICES), lambda c: config_macs(c, 256))
 
 
 def _toy_score(config: str) -> float:
@@ -29,7 +33,7 @@ def _toy_score(config: str) -> float:
 def test_brute_force_finds_the_best_config_under_the_budget():
     choices = (16, 24)
     budget = config_macs("24_16_24_16_16_16_16_16", 64)
-    rows = brute_force(_toy_score, choices, budget, 64, progress=False)
+    rows = brute_force(_toy_score, RESNET.space(choices), lambda c: config_macs(c, 64), budget, progress=False)
     assert all(r["macs"] <= budget for r in rows)
     assert rows[0]["score"] == min(r["score"] for r in rows)
     assert rows[0]["config"].split("_")[2] == "24"                   # the trunk is where the toy score pays most
@@ -43,8 +47,8 @@ def test_evolution_respects_the_budget_caches_and_beats_random_sampling():
     def counted(config):
         calls.append(config)
         return _toy_score(config)
-    rows = evolution(counted, FAST_CYCLEGAN_CHOICES, budget, 64, population=20, generations=6, seed=0,
-                     progress=False)
+    rows = evolution(counted, RESNET.space(FAST_CYCLEGAN_CHOICES), lambda c: config_macs(c, 64), budget,
+                     population=20, generations=6, seed=0, progress=False)
     assert all(r["macs"] <= budget for r in rows)
     assert len(calls) == len(set(calls)) == len(rows)                # every config evaluated once
     first_generation = [r["score"] for r in rows if r["generation"] == 0]
@@ -83,16 +87,16 @@ def test_best_under_picks_the_best_fitting_row_and_names_the_smallest():
 
 def test_supernet_evaluator_scores_each_config_once_and_restores_the_active_one():
     from gclib.search import SupernetEvaluator
-    from gclib.supernet import SuperMobileResnetGenerator
-    sup = SuperMobileResnetGenerator(ngf=8, n_blocks=3).set_config("8_8_8_8_8_8_8_4")
+    from gclib.families.resnet import SuperMobileResnetGenerator
+    sup = SuperMobileResnetGenerator(8, n_blocks=3).set_config("8_8_8_8_8_8_8_4")
     seen = []
 
     def scorer(G):
         seen.append(G.config)
         return {"fid": sum(int(v) for v in G.config.split("_")), "kid": 0.0}
 
-    ev = SupernetEvaluator(sup, scorer, key="fid", image_size=32)
-    assert ev("4_4_4_4_4_4_4_4") == 32 and ev([4] * 8) == 32 and ev("8_4_4_4_4_4_4_4") == 36
+    ev = SupernetEvaluator(sup, scorer, lambda c: config_macs(c, 32, 3), key="fid")
+    assert ev("4_4_4_4_4_4_4_4") == 32 and ev("4_4_4_4_4_4_4_4") == 32 and ev("8_4_4_4_4_4_4_4") == 36
     assert seen == ["4_4_4_4_4_4_4_4", "8_4_4_4_4_4_4_4"]                  # cached by config string
     assert sup.config == "8_8_8_8_8_8_8_4"
     assert [r["macs"] for r in ev.rows] == sorted(config_macs(c, 32, 3) for c in seen)

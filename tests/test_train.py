@@ -4,14 +4,19 @@ import signal
 import pytest
 import torch
 
-from gclib.checkpoint import load_checkpoint
+from gclib import stages
+from gclib.artifacts import load_artifact
 from gclib.data import load_task
-from gclib.models import NLayerDiscriminator, ResnetGenerator, init_weights
+from gclib.families.resnet import ResnetGenerator
+from gclib.nn.gan import NLayerDiscriminator, init_weights
 from gclib.presets import get_preset
-from gclib.train import (CycleGANTrainer, Pix2PixTrainer, TrainConfig, load_or_train_teacher, lr_at,
-                         sample_batch)
+from gclib.recipes.teacher import CycleGANTrainer, Pix2PixTrainer
+from gclib.recipes.trainer import TrainConfig, from_preset, lr_at, sample_batch
 
-CFG = get_preset("smoke", image_size=32, n_train=12, n_heldout=4, n_test=4)
+CFG = get_preset("smoke", {"data.n_train": 12, "data.n_heldout": 4, "data.n_test": 4})
+TINY = {"data.n_train": 8, "data.n_heldout": 4, "data.n_test": 4, "teacher.steps": 2, "teacher.ngf": 8,
+        "teacher.n_blocks": 3, "teacher.ndf": 8, "data.batch_size": 2, "supernet.choices": (4,),
+        "supernet.unpaired_choices": (4,), "search.budget_widths": (4,), "student.ngf": 4}
 
 
 def _nets(paired: bool, seed: int = 0):
@@ -39,19 +44,20 @@ def test_lr_is_constant_then_decays_linearly_to_zero():
 
 
 def test_batches_are_epochs_and_paired_flips_match():
-    data = _data("facades")["train"]
+    data = _data("facades").train
     cfg = TrainConfig(steps=10, batch_size=4, seed=1)
     # 12 images, batch 4: steps 0-2 are one epoch and visit every image once
-    seen = torch.cat([sample_batch(data, s, cfg, True)["A"] for s in range(3)])
-    flat = lambda t: {tuple(x.flatten()[:64].tolist()) for x in t}
-    assert flat(seen) | flat(seen.flip(-1)) >= flat(data["A"])
-    b = sample_batch(data, 0, cfg, True)
-    assert torch.equal(b["A"], sample_batch(data, 0, cfg, True)["A"])
+    batches = [sample_batch(data, s, cfg) for s in range(3)]
+    assert sorted(torch.cat([b["index"] for b in batches]).tolist()) == list(range(12))
+    for b in batches:                                   # paired: B is A's own target, flipped alike
+        expected_b = torch.where(b["flip_a"].view(-1, 1, 1, 1), data.B[b["index"]].flip(-1), data.B[b["index"]])
+        assert torch.equal(b["B"], expected_b)
+    assert torch.equal(batches[0]["A"], sample_batch(data, 0, cfg)["A"])
 
 
 @pytest.mark.parametrize("trainer_cls, task", [(Pix2PixTrainer, "facades"), (CycleGANTrainer, "stripes")])
 def test_interrupted_training_resumes_with_nothing_lost(tmp_path, trainer_cls, task):
-    data = _data(task)["train"]
+    data = _data(task).train
     paired = trainer_cls is Pix2PixTrainer
     cfg = TrainConfig(steps=6, batch_size=2, ckpt_every=100, eval_every=3, pool_size=2,
                       gan_mode="hinge" if paired else "lsgan")
@@ -67,7 +73,7 @@ def test_interrupted_training_resumes_with_nothing_lost(tmp_path, trainer_cls, t
     first = CtrlCDuringStep3(_nets(paired), cfg, tmp_path / "b.pt")
     with pytest.raises(KeyboardInterrupt, match="after step 3"):
         first.fit(data, progress=False)
-    assert load_checkpoint(tmp_path / "b.pt")["step"] == 3
+    assert load_artifact(tmp_path / "b.pt")["step"] == 3
     # a fresh process: new networks with *other* initial weights, everything must come from the checkpoint
     resumed = trainer_cls(_nets(paired, seed=123), cfg, tmp_path / "b.pt").fit(data, progress=False)
     assert resumed.step == 6
@@ -76,7 +82,7 @@ def test_interrupted_training_resumes_with_nothing_lost(tmp_path, trainer_cls, t
 
 
 def test_same_seed_same_numbers(tmp_path):
-    data = _data("facades")["train"]
+    data = _data("facades").train
     cfg = TrainConfig(steps=3, batch_size=2, ckpt_every=100)
     runs = [Pix2PixTrainer(_nets(True), cfg, tmp_path / f"{i}.pt").fit(data, progress=False) for i in range(2)]
     assert [h["G_L1"] for h in runs[0].history] == [h["G_L1"] for h in runs[1].history]
@@ -85,22 +91,35 @@ def test_same_seed_same_numbers(tmp_path):
     assert [h["G_L1"] for h in other.history] != [h["G_L1"] for h in runs[0].history]
 
 
-def test_a_checkpoint_of_other_settings_is_set_aside_with_its_settings(tmp_path):
-    from gclib.checkpoint import load_hparams
-    from gclib.train import preset_train_config
-    data = _data("facades")["train"]
-    cfg = preset_train_config(CFG, 2, 0)
-    assert (cfg.batch_size, cfg.eval_every, cfg.ckpt_every) == (CFG.batch_size, CFG.eval_every, CFG.ckpt_every)
-    Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", hparams={"run": 1}).fit(data, progress=False)
-    assert Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", hparams={"run": 1}).set_aside_mismatched_checkpoint()
-    other = Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", hparams={"run": 2})
-    assert not other.set_aside_mismatched_checkpoint()
-    assert not (tmp_path / "t.pt").exists() and load_hparams(tmp_path / "t.stale.pt")["run"] == 1
-    assert not other.resume()                               # the new run starts from scratch
+def test_a_checkpoint_of_other_settings_is_set_aside_not_resumed(tmp_path):
+    data = _data("facades").train
+    cfg = from_preset(CFG, 2, 0)
+    assert (cfg.batch_size, cfg.eval_every, cfg.ckpt_every) == (CFG.data.batch_size, CFG.eval_every, CFG.ckpt_every)
+    Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", stage={"key": "run1"}).fit(data, progress=False)
+    assert Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", stage={"key": "run1"}).resume()
+    other = Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt", stage={"key": "run2"})
+    assert not other.resume()                               # the new run starts from scratch ...
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("t.stale-")]
+    assert not (tmp_path / "t.pt").exists() and len(aside) == 1
+    assert load_artifact(aside[0])["stage"] == {"key": "run1"}    # ... and the old one is kept, settings included
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    data = _data("facades").train
+    cfg = TrainConfig(steps=5, batch_size=2, ckpt_every=100)
+
+    class TermDuringStep2(Pix2PixTrainer):
+        def train_step(self, batch, g):
+            if len(self.history) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().train_step(batch, g)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM after step 2"):
+        TermDuringStep2(_nets(True), cfg, tmp_path / "t.pt").fit(data, progress=False)
+    assert load_artifact(tmp_path / "t.pt")["step"] == 2
 
 
 def test_training_reduces_the_reconstruction_loss(tmp_path):
-    data = _data("facades")["train"]
+    data = _data("facades").train
     cfg = TrainConfig(steps=30, batch_size=4, ckpt_every=100, lr=1e-3)
     tr = Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt").fit(data, progress=False)
     first = sum(h["G_L1"] for h in tr.history[:5]) / 5
@@ -109,34 +128,46 @@ def test_training_reduces_the_reconstruction_loss(tmp_path):
 
 
 def test_load_or_train_loads_the_second_time(tmp_path):
-    cfg = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4, teacher_steps=2, teacher_ngf=8,
-                     teacher_blocks=3, ndf=8, batch_size=2)
+    cfg = get_preset("smoke", TINY)
     splits = load_task("facades", cfg)
-    G1, info1 = load_or_train_teacher(cfg, "facades", splits, tmp_path, progress=False)
-    assert info1["trained_now"] and (tmp_path / "teacher_facades.pt").exists()
-    assert set(load_checkpoint(tmp_path / "teacher_facades.pt")) >= {"G", "D", "history", "evals"}
-    G2, info2 = load_or_train_teacher(cfg, "facades", splits, tmp_path, progress=False)
-    assert not info2["trained_now"]
+    G1, art1 = stages.teacher(cfg, splits, tmp_path, progress=False)
+    assert art1.trained_now and art1.path.name.startswith("teacher_facades_s0_")
+    content = load_artifact(art1.path)
+    assert set(content) >= {"stage", "weights", "history", "evals"} and set(content["weights"]) == {"G", "D"}
+    assert content["stage"]["key"] == art1.key and content["stage"]["settings"]["teacher"]["steps"] == 2
+    G2, art2 = stages.teacher(cfg, splits, tmp_path, progress=False)
+    assert not art2.trained_now
     assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
-    # other settings do not silently reuse the old teacher
-    cfg3 = get_preset("smoke", image_size=32, n_train=8, n_heldout=4, n_test=4, teacher_steps=3, teacher_ngf=8,
-                      teacher_blocks=3, ndf=8, batch_size=2)
-    _, info3 = load_or_train_teacher(cfg3, "facades", splits, tmp_path, progress=False)
-    assert info3["trained_now"] and len(info3["history"]) == 3
+    # other settings do not silently reuse the old teacher, and do not remove it either
+    _, art3 = stages.teacher(cfg.override({"teacher.steps": 3}), splits, tmp_path, progress=False)
+    assert art3.trained_now and len(art3.history) == 3 and art1.path.exists()
+    # settings of later stages are not part of the teacher's key
+    _, art4 = stages.teacher(cfg.override({"search.population": 3, "supernet.steps": 1}), splits, tmp_path,
+                             progress=False)
+    assert not art4.trained_now and art4.path == art1.path
+
+
+def test_an_unreadable_artifact_is_set_aside_and_retrained(tmp_path):
+    cfg = get_preset("smoke", TINY)
+    splits = load_task("facades", cfg)
+    _, art = stages.teacher(cfg, splits, tmp_path, progress=False)
+    art.path.write_bytes(art.path.read_bytes()[:100])     # e.g. a copy cut short
+    _, again = stages.teacher(cfg, splits, tmp_path, progress=False)
+    assert again.trained_now and again.path == art.path
+    assert len([p for p in tmp_path.iterdir() if ".unreadable-" in p.name]) == 1
 
 
 def test_same_seed_same_teacher_and_same_scores(tmp_path):
     """The smoke recipe end to end (data, init, training, scoring) twice with one seed gives identical numbers."""
     from gclib.metrics import GeneratorScorer, OfflineFeatures
-    cfg = get_preset("smoke", image_size=32, n_train=8, n_heldout=8, n_test=8, teacher_steps=3, teacher_ngf=8,
-                     teacher_blocks=3, ndf=8, batch_size=2)
+    cfg = get_preset("smoke", {**TINY, "data.n_heldout": 8, "data.n_test": 8, "teacher.steps": 3})
     results = []
     for run in ("a", "b"):
         torch.manual_seed(0)                        # what the notebook's first cell does
         splits = load_task("facades", cfg, seed=0)
         torch.manual_seed(1)
-        scorer = GeneratorScorer(splits["test"]["A"], splits["test"]["B"], OfflineFeatures().eval())
+        scorer = GeneratorScorer(splits.test.A, splits.test.B, OfflineFeatures().eval())
         torch.rand(7 if run == "a" else 3)          # whatever ran before must not change the teacher
-        G, info = load_or_train_teacher(cfg, "facades", splits, tmp_path / run, seed=0, progress=False)
-        results.append((scorer(G), [h["G_L1"] for h in info["history"]]))
+        G, art = stages.teacher(cfg, splits, tmp_path / run, seed=0, progress=False)
+        results.append((scorer(G), [h["G_L1"] for h in art.history]))
     assert results[0] == results[1]
