@@ -286,3 +286,9 @@ def test_extract_refuses_unsafe_paths(tmp_path):
     with pytest.raises(DatasetError, match="unsafe path"):
         extract(archive, tmp_path / "data" / "evil")
     assert not (tmp_path / "data" / "outside.txt").exists()
+
+
+def test_default_data_dir_is_the_repositorys_data_folder(monkeypatch):
+    monkeypatch.delenv("GCLIB_DATA")
+    repo = Path(gdata.__file__).resolve().parents[2]
+    assert gdata.default_data_dir() == repo / "data" and (repo / "gclib").is_dir()

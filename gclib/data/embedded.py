@@ -26,7 +26,7 @@ EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired"}
 def default_data_dir() -> Path:
     """``$GCLIB_DATA`` if set, else the repository's ``data/`` folder (next to ``gclib/``)."""
     env = os.environ.get("GCLIB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"  # gclib/data/embedded.py -> repo/data
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ...nn.elastic import make_elastic, set_active_widths
+from ..base import encode, parse_widths
 from ...nn.gan import instance_norm
 
 FIRST_BLOCK = 10  # index in ``model`` of the first residual block
@@ -159,9 +160,8 @@ class MobileResnetGenerator(_Generator):
 
     def __init__(self, config: str | Sequence[int], n_blocks: int = 9, input_nc: int = 3, output_nc: int = 3):
         super().__init__()
-        from .family import RESNET
-        values = RESNET.parse(config)
-        self.config, self.n_blocks = "_".join(map(str, values)), n_blocks
+        values = parse_widths(config, 8, "resnet")
+        self.config, self.n_blocks = encode(values), n_blocks
         w = config_widths(values)
         self.width_slots: dict[str, str] = {}
         layers: list[nn.Module] = []
@@ -206,13 +206,12 @@ class SuperMobileResnetGenerator(MobileResnetGenerator):
         self.set_config([max_width] * 8)
 
     def set_config(self, config: str | Sequence[int]) -> "SuperMobileResnetGenerator":
-        from .family import RESNET
-        values = RESNET.parse(config)
+        values = parse_widths(config, 8, "resnet")
         too_wide = [v for v in values if v > self.max_width]
         if too_wide:
-            raise ValueError(f"config {'_'.join(map(str, values))} asks for widths {too_wide} but this supernet is "
+            raise ValueError(f"config {encode(values)} asks for widths {too_wide} but this supernet is "
                              f"{self.max_width} wide; every entry must be at most {self.max_width}")
-        self.config = "_".join(map(str, values))
+        self.config = encode(values)
         w = config_widths(values)
         set_active_widths(self, {name: w[key] for name, key in self.width_slots.items()})
         return self
