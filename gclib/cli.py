@@ -49,10 +49,15 @@ def _cmd_data(args) -> int:
 def _cmd_bench(args) -> int:
     import torch
 
-    from .profiling import bench
+    from .profiling import TECHNIQUES, bench, train_throughput
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.train:
+        techniques = args.techniques.split(",") if args.techniques else ["eager", "channels_last", "fused_adam",
+                                                                         "compile"]
+        train_throughput(args.preset, techniques, repeats=args.repeats or 5, device=device)
+        return 0
     compressed = args.compressed
     if compressed.endswith(".json"):  # notebook 04's search_<task>.json: its searched, exported sub-network
         import json
@@ -61,7 +66,8 @@ def _cmd_bench(args) -> int:
             raise ValueError(f"{compressed} not found; notebook 04 writes runs/<preset>/search_<task>.json")
         compressed = json.loads(Path(compressed).read_text())["config"]
         print(f"searched sub-network from {args.compressed}: {compressed}")
-    bench(compressed, args.size, args.batch, device, args.techniques.split(","), args.repeats)
+    techniques = args.techniques.split(",") if args.techniques else list(TECHNIQUES)
+    bench(compressed, args.size, args.batch, device, techniques, args.repeats or 20)
     return 0
 
 
@@ -93,9 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=256)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    b.add_argument("--techniques", default="eager,channels_last,torchscript,compile,onnxruntime",
-                   help="comma-separated: eager, channels_last, torchscript, compile, onnxruntime")
-    b.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (after warm-up)")
+    b.add_argument("--techniques", default="",
+                   help="comma-separated; inference (default): eager, channels_last, torchscript, compile, "
+                        "onnxruntime; with --train (default): eager, channels_last, fused_adam, compile")
+    b.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per measurement after warm-up (default 20; with --train 5 steps)")
+    b.add_argument("--train", action="store_true",
+                   help="training throughput instead: images/s of the teacher (pix2pix, CycleGAN), student "
+                        "distillation and supernet steps at --preset's size and batch, eager and with each speed-up")
+    b.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"],
+                   help="with --train: the preset whose image size, batch and widths are measured")
     b.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's choice)")
     b.set_defaults(func=_cmd_bench)
 

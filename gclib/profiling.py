@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import time
 import warnings
 from typing import Callable
@@ -312,4 +313,92 @@ def bench(compressed: str = "32_32_32_32_32_32_32_32", resolution: int = 256, ba
         log(f"best of each: teacher {best[teacher_name][0]:.2f} ms ({best[teacher_name][1]}), compressed "
             f"{best[student_name][0]:.2f} ms ({best[student_name][1]}): speed-up {speedup:.1f}x = "
             f"{speedup / mac_reduction:.2f} of the MAC reduction (goal on CPU: at least 0.5)")
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training throughput: python -m gclib bench --train
+# ----------------------------------------------------------------------------------------------------------------
+TRAINED_STEPS = ("teacher pix2pix", "teacher cyclegan", "student distill", "supernet")
+
+
+def _training_step_trainers(preset, family, device: torch.device, folder: str) -> dict:
+    """One freshly built trainer per kind of training step, as the notebooks build them, on random images."""
+    from .recipes.distill import DistillTrainer, TeacherCache, build_mappings, distill_config
+    from .recipes.once_for_all import SupernetTrainer, elastic_mappings
+    from .recipes.teacher import discriminator, teacher_config, teacher_nets, trainer_for
+    from .recipes.trainer import from_preset
+    n_blocks = preset.teacher.n_blocks
+    teacher = family.teacher(preset.teacher.ngf, n_blocks).to(device).eval()
+    cache_images = torch.rand(2 * preset.data.batch_size, 3, preset.data.image_size, preset.data.image_size) * 2 - 1
+    cache = TeacherCache(teacher, family.distill_points(teacher), cache_images, progress=False)
+    student_cfg = distill_config(from_preset(preset, 100, 0), True, "features")
+    space = family.space(preset.supernet.choices_for(True))
+
+    def distill(kind: str):
+        if kind == "student":
+            G, trainer, extra = family.student(family.uniform(preset.student.ngf), n_blocks), DistillTrainer, {}
+            maps = build_mappings(family, G, teacher)
+        else:
+            G = family.supernet(max(max(c) for c in space.choices), n_blocks)
+            trainer, extra, maps = SupernetTrainer, {"space": space}, elastic_mappings(family, G, teacher)
+        return trainer({"G": G, "D": discriminator(preset, True), "maps": maps}, teacher, student_cfg,
+                       f"{folder}/{kind}.pt", device, family=family, cache=cache, **extra)
+
+    make = {
+        "teacher pix2pix": lambda: trainer_for(True)(teacher_nets(family, preset, True),
+                                                     teacher_config(preset, True, 0, 100), f"{folder}/a.pt", device),
+        "teacher cyclegan": lambda: trainer_for(False)(teacher_nets(family, preset, False),
+                                                       teacher_config(preset, False, 0, 100), f"{folder}/b.pt", device),
+        "student distill": lambda: distill("student"),
+        "supernet": lambda: distill("supernet"),
+    }
+    return make
+
+
+def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = ("eager", "channels_last", "fused_adam",
+                                                                          "compile"),
+                     steps: tuple[str, ...] = TRAINED_STEPS, repeats: int = 5, warmup: int = 2,
+                     device: str | torch.device = "cpu", family: str = "resnet", log=print) -> list[dict]:
+    """Images per second of each kind of training step at ``preset``'s size and batch, eager and with each speed-up
+    of :meth:`gclib.recipes.trainer.Trainer.speed_up`. A step is the whole update (forward, backward, both
+    optimisers) on one batch; the distillation and supernet steps read the teacher from its cache as the notebooks
+    do. Returns the rows printed (median seconds per step, images/s, time relative to eager)."""
+    import tempfile
+
+    from .families import get_family
+    from .presets import get_preset
+    from .recipes.trainer import TRAIN_TECHNIQUES, step_generator
+    p, fam, device = get_preset(preset), get_family(family), torch.device(device)
+    bad = [t for t in techniques if t not in TRAIN_TECHNIQUES] + [s for s in steps if s not in TRAINED_STEPS]
+    if bad:
+        raise ValueError(f"unknown {bad}; techniques: {TRAIN_TECHNIQUES}; steps: {TRAINED_STEPS}")
+    size, bs = p.data.image_size, p.data.batch_size
+    log(f"device: {_device_name(device)}; preset {preset}: batch {bs} of "
+        f"{size}x{size}; median of {repeats} steps after {warmup} warm-up steps")
+    g = torch.Generator().manual_seed(0)
+    batch = {"A": torch.rand(bs, 3, size, size, generator=g) * 2 - 1,
+             "B": torch.rand(bs, 3, size, size, generator=g) * 2 - 1,
+             "index": torch.arange(bs) % (2 * bs), "flip_a": torch.zeros(bs, dtype=torch.bool)}
+    rows, eager = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        make = _training_step_trainers(p, fam, device, folder)
+        for name in steps:
+            for technique in techniques:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    trainer = make[name]().speed_up([technique] if technique != "eager" else [])
+                times = []
+                for i in range(warmup + repeats):
+                    t0 = time.perf_counter()
+                    trainer.train_step(trainer.to_device(batch), step_generator(0, i))
+                    _sync(device)
+                    times.append(time.perf_counter() - t0)
+                seconds = statistics.median(times[warmup:])
+                eager.setdefault(name, seconds)
+                row = {"step": name, "technique": technique, "seconds": seconds, "images_per_s": bs / seconds,
+                       "vs_eager": seconds / eager[name], "first_s": times[0]}
+                rows.append(row)
+                log(f"  {name:17s} {technique:14s} {seconds * 1000:8.0f} ms/step  {bs / seconds:6.1f} images/s  "
+                    f"{row['vs_eager']:.2f}x eager's time (first step {times[0]:.1f} s)")
     return rows

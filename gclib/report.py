@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from .artifacts import atomic_write_bytes, atomic_write_json
+from .data.embedded import EMBEDDED_TASKS
 
 FIGURE_DPI = 110
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -42,16 +43,38 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None) -> str:
-    """One row per (notebook, figure): long format keeps notebooks with different figures in one table."""
-    lines = ["| notebook | figure | value |", "|---|---|---|"]
+def split_task(name: str, tasks=EMBEDDED_TASKS) -> tuple[str, str]:
+    """``"01_teacher_training_facades"`` -> ``("01_teacher_training", "facades")``; a task-free name -> ``(name, "")``."""
+    for task in tasks:
+        if name.endswith(f"_{task}"):
+            return name[: -len(task) - 1], task
+    return name, ""
+
+
+def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None, tasks=EMBEDDED_TASKS) -> str:
+    """The per-task notebooks side by side (one column per task, one row per figure), then the task-free notebooks
+    (one row per figure). Each notebook's last runtime closes its rows."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}        # (notebook, figure) -> {task: value}; insertion order
     for res in results:
-        nb = res["notebook"]
+        base, task = split_task(res["notebook"], tasks)
         for key, value in res.items():
             if key != "notebook":
-                lines.append(f"| {nb} | {key} | {_fmt(value)} |")
-    for stem, seconds in (runtimes or {}).items():  # a notebook's records may carry a suffix (the task)
-        lines.append(f"| {stem} | runtime (min) | {seconds / 60:.1f} |")
+                cells.setdefault((base, key), {})[task] = _fmt(value)
+    for name, seconds in (runtimes or {}).items():
+        base, task = split_task(name, tasks)
+        cells.setdefault((base, "runtime (min)"), {})[task] = f"{seconds / 60:.1f}"
+    # keep each notebook's rows together (records first, runtime last), notebooks in name order
+    order = sorted(cells, key=lambda k: (k[0], k[1] == "runtime (min)"))
+    per_task = [k for k in order if "" not in cells[k]]
+    task_free = [k for k in order if "" in cells[k]]
+    lines = []
+    if per_task:
+        lines += ["| notebook | figure | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+        lines += [f"| {nb} | {key} | " + " | ".join(cells[(nb, key)].get(t, "") for t in tasks) + " |"
+                  for nb, key in per_task]
+    if task_free:
+        lines += ([""] if lines else []) + ["| notebook | figure | value |", "|---|---|---|"]
+        lines += [f"| {nb} | {key} | {cells[(nb, key)]['']} |" for nb, key in task_free]
     return "\n".join(lines) + "\n"
 
 

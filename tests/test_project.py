@@ -66,6 +66,17 @@ def test_get_preset_validates_and_names_the_field(field, value, message):
         get_preset("smoke", {field: value})
 
 
+def test_per_task_changes_apply_to_their_task_only_and_are_validated():
+    laptop = get_preset("laptop")
+    stripes = get_preset("laptop", task="stripes")
+    assert get_preset("laptop", task="facades") == laptop                        # no changes for facades
+    assert stripes.data.image_size == laptop.tasks["stripes"]["data.image_size"] != laptop.data.image_size
+    assert stripes.teacher.ngf == laptop.teacher.ngf                             # what the task leaves alone
+    assert get_preset("laptop", {"teacher.steps": 7}, task="stripes").teacher.steps == 7   # user's word last
+    with pytest.raises(ValueError, match=r"changes for task 'stripes'.*data.image_size must be a multiple of 4"):
+        laptop.__class__(**{**laptop.__dict__, "tasks": {"stripes": {"data.image_size": 30}}})
+
+
 def test_every_stage_is_keyed_by_its_own_part():
     """Each part belongs to one stage; the keys of stages.py are made of them, so tuning the search never touches
     the teacher's or the supernet's settings."""
@@ -144,3 +155,15 @@ def test_a_partial_run_keeps_the_other_notebooks_runtimes(tmp_path):
     _, md = report.write_summary(tmp_path, "laptop", {"02_y": 180.0})      # e.g. `gclib run --only 02`
     text = md.read_text()
     assert "| 01_x | runtime (min) | 2.0 |" in text and "| 02_y | runtime (min) | 3.0 |" in text
+
+
+def test_summary_shows_the_two_tasks_side_by_side(tmp_path):
+    report.record(tmp_path, "01_x_facades", {"FID": 1.5, "L1": 18.0})
+    report.record(tmp_path, "01_x_stripes", {"FID": 2.5})
+    report.record(tmp_path, "05_z", {"speed-up": 3.0})
+    _, md = report.write_summary(tmp_path, "laptop", {"01_x_facades": 60.0, "01_x_stripes": 120.0})
+    text = md.read_text()
+    assert "| notebook | figure | facades | stripes |" in text
+    assert "| 01_x | FID | 1.5 | 2.5 |" in text and "| 01_x | L1 | 18 |  |" in text
+    assert "| 01_x | runtime (min) | 1.0 | 2.0 |" in text and "| 05_z | speed-up | 3 |" in text
+    assert text.index("| 01_x | FID") < text.index("| 01_x | runtime") < text.index("| 05_z |")
