@@ -45,8 +45,7 @@ def training_curves(history: list[dict], evals: list[dict], extractor: str, smoo
         ax_fid.plot(es, [e["fid"] for e in evals], "o-", color="C0", label="FID")
         ax_fid.set(xlabel="step", ylabel="FID", title=f"quality on the held-out split ({extractor} features)")
         ax_kid = ax_fid.twinx()
-        ax_kid.errorbar(es, [e["kid"] for e in evals], yerr=[e["kid_std"] for e in evals], fmt="s--", color="C1",
-                        label="KID x1000")
+        ax_kid.plot(es, [e["kid"] for e in evals], "s--", color="C1", label="KID x1000")
         ax_kid.set_ylabel("KID x1000")
         handles = ax_fid.get_legend_handles_labels()[0] + ax_kid.get_legend_handles_labels()[0]
         ax_fid.legend(handles=handles, fontsize=8, loc="upper right")
@@ -136,3 +135,30 @@ def rank_scatter(shared: list[float], standalone: list[float], labels: list[str]
            title=f"Spearman {rho:.2f}, Kendall {tau:.2f} ({len(shared)} sub-networks)")
     fig.tight_layout()
     return fig, float(rho), float(tau)
+
+
+DAMAGE_UNITS = {"noise": "noise std (grey levels)", "blur": "blur std (pixels)", "colour": "colour shift (grey levels)",
+                "blocky": "weight of 4x4 blocks", "content": "tiles out of place (of 16)"}
+
+
+def damage_ladder(rows: list[dict], metric: str = "fid", title: str = ""):
+    """One panel per kind of damage: the metric (with its bootstrap interval) against the damage's strength, over
+    the band of the floor (two clean real samples). A metric that sees the damage leaves the band at once."""
+    floor = next(r for r in rows if r["kind"] == "none")
+    kinds = list(dict.fromkeys(r["kind"] for r in rows if r["kind"] != "none"))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.1 * len(kinds), 2.9), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        steps = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["level"])
+        x = [r["strength"] for r in steps]
+        y = np.array([r[metric] for r in steps])
+        err = np.array([[r[metric] - r[f"{metric} low"], r[f"{metric} high"] - r[metric]] for r in steps]).T
+        ax.axhspan(floor[f"{metric} low"], floor[f"{metric} high"], color="0.85", label="floor (real vs real)")
+        ax.axhline(floor[metric], color="0.5", lw=1)
+        ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o-", color="C3", capsize=3, label="damaged")
+        ax.set(xscale="log", yscale="log" if min(y.min(), floor[metric]) > 0 else "linear",
+               xlabel=DAMAGE_UNITS.get(kind, kind), title=kind)
+        ax.set_ylabel(metric.upper() if ax is axes[0][0] else "")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title or f"does {metric.upper()} see damage? (95% bootstrap intervals)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -116,3 +116,27 @@ def update_readme(readme: str | Path, summary_md: str) -> bool:
     if new != text:
         atomic_write_bytes(readme, new.encode())
     return new != text
+
+
+METRIC_NAMES = {"fid": "FID", "kid": "KID x1000", "l1": "L1 (grey levels)", "psnr": "PSNR (dB)",
+                "perceptual": "perceptual", "mIoU": "mIoU"}
+
+
+def score_table(rows: dict[str, dict], names: dict[str, str] | None = None, digits: int = 3):
+    """A pandas table of scores with their 95% intervals, one row per model: ``'1.23 [1.10, 1.40]'``.
+
+    ``rows``: model -> the flat dict a :class:`gclib.metrics.GeneratorScorer` returns (``fid``, ``fid low``, ...);
+    metrics a row lacks are left empty."""
+    import pandas as pd
+    names = names or METRIC_NAMES
+    table = {}
+    for model, scores in rows.items():
+        cells = {}
+        for key, label in names.items():
+            if key in scores:
+                v = scores[key]
+                lo, hi = scores.get(f"{key} low"), scores.get(f"{key} high")
+                cells[label] = (f"{v:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]" if lo is not None and lo != hi
+                                else f"{v:.{digits}g}")
+        table[model] = cells
+    return pd.DataFrame.from_dict(table, orient="index").fillna("")

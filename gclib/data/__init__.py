@@ -14,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .download import REAL_DATASETS, download_dataset, extract, fetch, sha256_of
-from .embedded import EMBEDDED_TASKS, LABELS, SPLITS, default_data_dir, generate_embedded, load_embedded
+from .embedded import (ANIMAL_CLASSES, EMBEDDED_TASKS, LABELS, SPLITS, default_data_dir, generate_embedded,
+                       load_embedded)
 from .folders import (ALIGNED_LAYOUT, UNALIGNED_LAYOUT, AlignedFolder, DatasetError, UnalignedFolder,
                       open_real_dataset, paper_transform)
 from .images import to_tensor, to_uint8
@@ -32,10 +34,14 @@ class TensorSplit(Dataset):
 
     in_memory = True
 
-    def __init__(self, A: torch.Tensor, B: torch.Tensor, paired: bool):
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, paired: bool, label_A: torch.Tensor | None = None,
+                 label_B: torch.Tensor | None = None, label_target: torch.Tensor | None = None):
         if paired and len(A) != len(B):
             raise ValueError(f"a paired split needs as many A as B images, got {len(A)} and {len(B)}")
         self.A, self.B, self.paired = A, B, paired
+        # Label maps (N, H, W) of class indices, where the data knows them (the embedded tasks): what A and B show,
+        # and what G(A) should show (a segmenter reads G(A) back and is scored against it).
+        self.label_A, self.label_B, self.label_target = label_A, label_B, label_target
 
     def __len__(self) -> int:
         return len(self.A)
@@ -55,6 +61,18 @@ class TensorSplit(Dataset):
         a[flip_a] = a[flip_a].flip(-1)
         b[flip_b] = b[flip_b].flip(-1)
         return {"A": a, "B": b, "index": index, "flip_a": flip_a}
+
+
+def embedded_labels(task: str, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The label maps of an embedded split: facades: one map for the pair (A is its colour picture); stripes: A's
+    and B's, and the target of a translation, A's map with its plain animal turned striped."""
+    if task == "facades":
+        label = torch.from_numpy(arrays["label"].astype(np.int64))
+        return {"label_A": label, "label_B": label, "label_target": label}
+    label_a = torch.from_numpy(arrays["label_A"].astype(np.int64))
+    plain, striped = ANIMAL_CLASSES.index("plain animal"), ANIMAL_CLASSES.index("striped animal")
+    return {"label_A": label_a, "label_B": torch.from_numpy(arrays["label_B"].astype(np.int64)),
+            "label_target": torch.where(label_a == plain, striped, label_a)}
 
 
 @dataclass
@@ -105,11 +123,12 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     splits = {}
     for split, n in sizes.items():
         arrays = load_embedded(task, split, n, data.image_size, seed)
-        splits[split] = TensorSplit(to_tensor(arrays["A"]), to_tensor(arrays["B"]), paired)
+        splits[split] = TensorSplit(to_tensor(arrays["A"]), to_tensor(arrays["B"]), paired,
+                                    **embedded_labels(task, arrays))
     return TaskData(task, paired, splits["train"], splits["heldout"], splits["test"])
 
 
-__all__ = ["ALIGNED_LAYOUT", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
+__all__ = ["ANIMAL_CLASSES", "ALIGNED_LAYOUT", "embedded_labels", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
            "TaskData", "TensorSplit", "UNALIGNED_LAYOUT", "UnalignedFolder", "default_data_dir", "download_dataset",
            "extract", "fetch", "generate_embedded", "load_embedded", "load_task", "open_real_dataset",
            "paper_transform", "sha256_of", "to_tensor", "to_uint8"]

@@ -20,6 +20,7 @@ import numpy as np
 from ..artifacts import atomic_write_bytes
 
 SPLITS = ("train", "heldout", "test")
+EMBEDDED_VERSION = 2  # part of the cache file names: v2 adds the label maps (the images are those of v1)
 EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired"}
 
 
@@ -51,8 +52,9 @@ def _box(mask: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int
     return max(0, y0), min(h, y1), max(0, x0), min(w, x1)
 
 
-def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    """One (label map, photo) pair, both (size, size, 3) uint8, and its (wall material, storeys, columns)."""
+def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], np.ndarray]:
+    """One (label map, photo) pair, both (size, size, 3) uint8, its (wall material, storeys, columns) and the label
+    map as class indices (size, size) into ``LABELS``."""
     s = size / 64.0                                   # every length below is in 64-pixel units, scaled by s
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     label = np.zeros((size, size), np.int16)           # index into CLASSES
@@ -159,14 +161,18 @@ def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
             photo[sy0:sy1, x0:x1][under] *= 0.7
 
     palette = np.array([LABELS[c] for c in classes], np.uint8)
-    return palette[label], np.clip(photo, 0, 255).astype(np.uint8), (WALLS.index(wall), n_floors, n_cols)
+    return palette[label], np.clip(photo, 0, 255).astype(np.uint8), (WALLS.index(wall), n_floors, n_cols), label
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Embedded unpaired task: plain animals (A) -> striped animals (B)
 # ----------------------------------------------------------------------------------------------------------------
-def _animal(rng: np.random.Generator, size: int, striped: bool) -> np.ndarray:
-    """A four-legged animal on grass under sky; plain brown (domain A) or with zebra stripes (domain B)."""
+ANIMAL_CLASSES = ("sky", "grass", "plain animal", "striped animal")
+
+
+def _animal(rng: np.random.Generator, size: int, striped: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A four-legged animal on grass under sky; plain brown (domain A) or with zebra stripes (domain B). Returns
+    the image (size, size, 3) uint8 and its label map (size, size), indices into ``ANIMAL_CLASSES``."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size        # coordinates in [0, 1)
     horizon = rng.uniform(0.25, 0.45)
     img = np.empty((size, size, 3), np.float32)
@@ -203,7 +209,8 @@ def _animal(rng: np.random.Generator, size: int, striped: bool) -> np.ndarray:
         browns = np.array([[140, 90, 50], [110, 70, 40], [165, 120, 75]])
         coat = np.broadcast_to(browns[rng.integers(3)], img.shape)
     img = np.where(animal[..., None], coat * shade, img)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    label = np.where(animal, 3 if striped else 2, np.where(yy >= horizon, 1, 0)).astype(np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8), label
 
 
 def split_seed(seed: int, split: str, stream: int = 0) -> np.random.SeedSequence:
@@ -227,20 +234,26 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
         rng = np.random.default_rng(split_seed(seed, split))
         pairs = [_facade(rng, size) for _ in range(n)]
         attrs = np.array([p[2] for p in pairs], np.int64).reshape(n, 3)
-        # A, B: images; wall/floors/cols: what the renderer drew (the offline FID extractor learns to see these)
+        # A, B: images; wall/floors/cols: what the renderer drew (the offline FID extractor learns to see these);
+        # label: the class of every pixel (A is its colour-coded picture), what a segmenter should read from B
         return {"A": np.stack([p[0] for p in pairs]), "B": np.stack([p[1] for p in pairs]),
-                "wall": attrs[:, 0], "floors": attrs[:, 1], "cols": attrs[:, 2]}
+                "wall": attrs[:, 0], "floors": attrs[:, 1], "cols": attrs[:, 2],
+                "label": np.stack([p[3] for p in pairs]).reshape(n, size, size)}
     rng_a = np.random.default_rng(split_seed(seed, split, 1))
     rng_b = np.random.default_rng(split_seed(seed, split, 2))
-    return {"A": np.stack([_animal(rng_a, size, False) for _ in range(n)]),
-            "B": np.stack([_animal(rng_b, size, True) for _ in range(n)])}
+    a = [_animal(rng_a, size, False) for _ in range(n)]
+    b = [_animal(rng_b, size, True) for _ in range(n)]
+    # label_A, label_B: sky / grass / plain animal / striped animal for every pixel of A and of B
+    return {"A": np.stack([x[0] for x in a]), "B": np.stack([x[0] for x in b]),
+            "label_A": np.stack([x[1] for x in a]).reshape(n, size, size),
+            "label_B": np.stack([x[1] for x in b]).reshape(n, size, size)}
 
 
 def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,
                   data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Like :func:`generate_embedded`, cached as ``data/embedded/{task}_{split}_{size}px_{n}_s{seed}.npz``."""
+    """Like :func:`generate_embedded`, cached as ``data/embedded/{task}_{split}_{size}px_{n}_s{seed}_v2.npz``."""
     root = Path(data_dir) if data_dir else default_data_dir()
-    path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}.npz"
+    path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}_v{EMBEDDED_VERSION}.npz"
     if path.exists():
         with np.load(path) as z:
             return dict(z)

@@ -1,0 +1,138 @@
+"""Scoring a generator: every metric of a task, with its floor and its bootstrap interval.
+
+- **Distribution** (every task): FID and KID of G(A) against real images of domain B (:mod:`.distribution`).
+- **Distance to the target** (paired tasks, per image, then averaged): L1 in grey levels, PSNR in dB, and a
+  perceptual distance: the mean squared difference of the offline extractor's channel-normalised feature maps,
+  stage by stage (the recipe of LPIPS, with an extractor that needs no download and untrained layer weights):
+
+      d(x, y) = sum_l mean_{h,w} | f_l(x)/|f_l(x)| - f_l(y)/|f_l(y)| |^2     (f_l: stage l, normalised over channels)
+
+The floor of a paired distance is 0 (the target itself); of FID/KID, two real samples (see :mod:`.distribution`).
+- **Segmentation** (where label maps are known): the mIoU of a segmenter's reading of G(A) (:mod:`.segmentation`).
+
+Per-image metrics and the mIoU get a bootstrap interval over images.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import to_uint8
+from .distribution import FeatureSet, Score
+from .segmentation import segmentation_score
+
+
+@torch.no_grad()
+def generate(G: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Run G in eval mode over float inputs (N, 3, H, W) in [-1, 1]; returns uint8 (N, 3, H, W) on the CPU."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    outs = [to_uint8(G(inputs[i:i + batch_size].to(device))).cpu() for i in range(0, len(inputs), batch_size)]
+    G.train(was_training)
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def l1_to_target(G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Paired tasks only: mean |G(A) - B| in 0..255 grey levels, on the uint8 images a user would see."""
+    fake = generate(G, inputs).float()
+    real = to_uint8(targets).float()
+    return float((fake - real).abs().mean())
+
+
+@torch.no_grad()
+def paired_distances(fake: torch.Tensor, target: torch.Tensor, extractor: nn.Module | None = None,
+                     batch_size: int = 100) -> dict[str, np.ndarray]:
+    """Per-image distances between uint8 images (N, 3, H, W): ``l1`` (grey levels), ``psnr`` (dB, peak 255) and,
+    with the offline ``extractor``, ``perceptual`` (see the module docstring)."""
+    diff = fake.double() - target.double()
+    l1 = diff.abs().flatten(1).mean(1)
+    mse = (diff ** 2).flatten(1).mean(1).clamp_min(1e-3)         # a perfect copy: PSNR capped near 78 dB
+    out = {"l1": l1.numpy(), "psnr": (10 * torch.log10(255.0 ** 2 / mse)).numpy()}
+    if extractor is not None and hasattr(extractor, "feature_maps"):
+        values = []
+        for i in range(0, len(fake), batch_size):
+            fx = extractor.feature_maps(extractor.prepare(fake[i:i + batch_size]))
+            fy = extractor.feature_maps(extractor.prepare(target[i:i + batch_size]))
+            per_stage = [(nn.functional.normalize(a, dim=1) - nn.functional.normalize(b, dim=1)).pow(2).sum(1)
+                         .mean(dim=(1, 2)) for a, b in zip(fx, fy)]
+            values.append(torch.stack(per_stage).sum(0))
+        out["perceptual"] = torch.cat(values).double().numpy()
+    return out
+
+
+def mean_with_interval(values: np.ndarray, resamples: int = 200, seed: int = 0) -> Score:
+    """The mean of per-image ``values`` with the 95% bootstrap interval over images."""
+    value = float(values.mean())
+    if not resamples:
+        return Score(value, value, value)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return Score(value, float(low), float(high))
+
+
+class GeneratorScorer:
+    """Scores generators on one evaluation split: FID/KID of G(inputs) against ``real_images`` (domain B) and, for
+    paired splits (``targets`` given), the distances to the targets.
+
+    ``floor_images``: an independent real sample of domain B (at least as many images) for the FID/KID floor;
+    ``resamples``: bootstrap resamples per interval, 0 for the cheap periodic evaluations during training.
+    A call returns a flat dict: ``fid``, ``kid`` and, with intervals, ``fid low``, ``fid high``, ``fid floor``, ...;
+    paired: ``l1``, ``psnr``, ``perceptual`` likewise."""
+
+    def __init__(self, inputs: torch.Tensor, real_images: torch.Tensor, extractor: nn.Module,
+                 targets: torch.Tensor | None = None, floor_images: torch.Tensor | None = None,
+                 resamples: int = 0, segmenter: nn.Module | None = None, label_target: torch.Tensor | None = None):
+        self.inputs = inputs                                    # float (N, 3, H, W) in [-1, 1]
+        self.targets = to_uint8(targets) if targets is not None else None
+        self.extractor, self.resamples = extractor, resamples
+        self.segmenter, self.label_target = segmenter, label_target   # label_target: (N, H, W) what G(A) shows
+        self.features = FeatureSet(extractor, to_uint8(real_images),
+                                   to_uint8(floor_images) if floor_images is not None else None, resamples)
+
+    @property
+    def floor(self) -> dict | None:
+        """FID/KID of the independent real sample: ``{'fid': Score, 'kid': Score}`` (None without one)."""
+        return self.features.floor
+
+    def score_images(self, fake: torch.Tensor) -> dict:
+        """Scores of already generated uint8 images, in the order of this split's inputs."""
+        out: dict = {}
+        for name, score in self.features.score(fake).items():   # without resamples: the values only
+            out.update(score.as_dict(name) if self.resamples else {name: score.value})
+        if self.targets is not None:
+            for name, values in paired_distances(fake, self.targets, self.extractor).items():
+                score = mean_with_interval(values, 2 * self.resamples)
+                out.update(score.as_dict(name) if self.resamples else {name: score.value})
+        if self.segmenter is not None and self.label_target is not None:
+            score = segmentation_score(self.segmenter, fake, self.label_target, 2 * self.resamples)
+            out.update(score.as_dict("mIoU") if self.resamples else {"mIoU": score.value})
+        return out
+
+    def __call__(self, G: nn.Module) -> dict:
+        return self.score_images(generate(G, self.inputs))
+
+
+def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | None = None, resamples: int = 100
+                 ) -> GeneratorScorer:
+    """The scorer of ``split`` ('heldout' or 'test') of a :class:`gclib.data.TaskData`: FID/KID against the split's
+    domain-B images, their floor from the *other* evaluation split's domain-B images (an independent real sample of
+    the same task), for paired tasks the distances to the split's targets, and with a ``segmenter`` the mIoU of
+    G(A) against the split's target label maps."""
+    if split not in ("heldout", "test"):
+        raise ValueError(f"split must be 'heldout' or 'test', got {split!r}")
+    this, other = (data.heldout, data.test) if split == "heldout" else (data.test, data.heldout)
+    n = min(len(this.B), len(other.B))          # the floor compares two samples of the same size
+    labels = getattr(this, "label_target", None)
+    return GeneratorScorer(this.A[:n], this.B[:n], extractor, targets=this.B[:n] if data.paired else None,
+                           floor_images=other.B[:n], resamples=resamples, segmenter=segmenter,
+                           label_target=labels[:n] if labels is not None else None)
+
+
+def report_name(key: str, extractor: str = "offline") -> str:
+    """How a score is named in tables and records: the distribution metrics say their feature extractor."""
+    return {"fid": f"FID ({extractor})", "kid": f"KID x1000 ({extractor})", "l1": "L1 to target (0-255)",
+            "psnr": "PSNR (dB)", "perceptual": "perceptual distance", "mIoU": "mIoU (segmenter)"}.get(key, key)
