@@ -157,6 +157,8 @@ def damage_ladder(rows: list[dict], metric: str = "fid", title: str = ""):
         ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o-", color="C3", capsize=3, label="damaged")
         ax.set(xscale="log", yscale="log" if min(y.min(), floor[metric]) > 0 else "linear",
                xlabel=DAMAGE_UNITS.get(kind, kind), title=kind)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())       # label the five strengths only
+        ax.set_xticks(x, [f"{v:.2g}" for v in x], fontsize=7)
         ax.set_ylabel(metric.upper() if ax is axes[0][0] else "")
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title or f"does {metric.upper()} see damage? (95% bootstrap intervals)", fontsize=10)
