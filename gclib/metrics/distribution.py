@@ -8,8 +8,8 @@ Both compare the feature distribution of generated images with that of real ones
 Neither is zero for two *real* samples: with N images per side the estimate carries a bias and a noise of its own.
 The **floor** is the score of two independent real samples of the same size N: a generator scoring at the floor is
 indistinguishable from real data by this instrument, and differences below the floor's scale say nothing. The
-**spread** is a bootstrap interval: resample both sides with replacement, recompute, take the 2.5 and 97.5
-percentiles. Report both beside every score.
+**spread** is a bootstrap interval: resample both sides with replacement, recompute, and take the 95% spread
+of the resampled scores around their median, centred on the score (see :func:`bootstrap`). Report both beside every score.
 
 The features are computed once per image set (:class:`FeatureSet`), so the floor, many generators and hundreds of
 bootstrap resamples cost no further forward passes.
@@ -80,19 +80,19 @@ class Score:
         return out
 
 
-def bootstrap(statistic, real: np.ndarray, fake: np.ndarray, resamples: int = 100, seed: int = 0
-              ) -> tuple[float, float]:
+def bootstrap(statistic, real: np.ndarray, fake: np.ndarray, resamples: int = 100, seed: int = 0,
+              value: float | None = None) -> tuple[float, float]:
     """A 95% interval for ``statistic(real, fake)`` from ``resamples`` resamplings (with replacement) of both sides.
 
     A resample repeats some images and drops others, which by itself raises FID and KID (fewer distinct images:
     more estimation bias), so the plain percentiles of the resampled scores sit above the score. The interval is
     therefore the resampled scores' spread around their median, centred on the score:
-    ``[value - (median - p2.5), value + (p97.5 - median)]``."""
+    ``[value - (median - p2.5), value + (p97.5 - median)]``. ``value``: the score already computed (else it is)."""
     rng = np.random.default_rng(seed)
     values = [statistic(real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))])
               for _ in range(resamples)]
     p_low, median, p_high = np.percentile(values, [2.5, 50, 97.5])
-    value = statistic(real, fake)
+    value = statistic(real, fake) if value is None else value
     return float(value - (median - p_low)), float(value + (p_high - median))
 
 
@@ -127,7 +127,8 @@ class FeatureSet:
         out = {}
         for name, (statistic, resampled) in ((k, v) for k, v in stats.items() if k in self.stats):
             value = statistic(self.real, fake)
-            low, high = bootstrap(resampled, self.real, fake, self.resamples) if self.resamples else (value, value)
+            low, high = (bootstrap(resampled, self.real, fake, self.resamples, value=value) if self.resamples
+                         else (value, value))
             floor = self.floor[name].value if self.floor else None
             out[name] = Score(value, low, high, floor)
         return out
