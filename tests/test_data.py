@@ -59,6 +59,21 @@ def test_unpaired_domains_differ_in_stripes():
     assert dark(d["B"]) > 3 * dark(d["A"])
 
 
+def test_unpaired_oracle_is_A_redrawn_with_stripes():
+    d = generate_embedded("stripes", "test", 12, 32, seed=1)
+    plain, striped = gdata.ANIMAL_CLASSES.index("plain animal"), gdata.ANIMAL_CLASSES.index("striped animal")
+    animal = d["label_A"] == plain
+    # outside the animal the oracle is A's scene, pixel for pixel; on it, a coat like domain B's (black and white)
+    assert np.array_equal(d["target"][~animal], d["A"][~animal])
+    assert not np.array_equal(d["target"][animal], d["A"][animal])
+    coat = d["target"][animal].astype(int)
+    assert (coat.max(-1) - coat.min(-1)).mean() < 12        # grey: no brown left
+    # the oracle is drawn where label_target says "striped animal", and only A's stream decides it
+    labels = gdata.embedded_labels("stripes", d)
+    assert torch.equal(labels["label_target"] == striped, torch.from_numpy(animal))
+    again = generate_embedded("stripes", "test", 12, 32, seed=1)
+    assert np.array_equal(again["target"], d["target"]) and np.array_equal(again["B"], d["B"])
+
 def test_embedded_errors():
     with pytest.raises(ValueError, match="32..256"):
         generate_embedded("facades", "train", 1, 16)

@@ -256,3 +256,16 @@ def test_the_segmenter_is_cached_with_its_settings(monkeypatch):
     assert all(torch.equal(x, y) for x, y in zip(first.state_dict().values(), again.state_dict().values()))
     with pytest.raises(ValueError, match="no segmenter for task 'edges'"):
         metrics.train_segmenter("edges")
+
+
+def test_the_unpaired_split_scorer_measures_distance_to_the_oracle():
+    # stripes has no paired target, but the embedded data knows the right answer: A redrawn striped. The scorer of
+    # an unpaired split measures G(A) against it; the oracle itself is at distance 0, copying A is far.
+    from gclib.data import load_task
+    from gclib.presets import get_preset
+    data = load_task("stripes", get_preset("smoke", {"data.n_heldout": 16, "data.n_test": 16}))
+    scorer = metrics.split_scorer(data, "heldout", MeanFeatures(), resamples=0)
+    oracle, copy = scorer.score_images(to_uint8(data.heldout.target)), scorer(Copy())
+    assert oracle["l1"] == 0 and oracle["psnr"] > 70
+    assert copy["l1"] > 5 and copy["psnr"] < oracle["psnr"]
+    assert oracle["fid"] < copy["fid"]                           # the oracle is drawn from domain B

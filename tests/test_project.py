@@ -60,6 +60,7 @@ def test_presets():
     ("student.seeds", (0, -1), "student.seeds must be a non-empty tuple of non-negative integers"),
     ("search.budget_widths", (5,), r"search.budget_widths must be widths in supernet.choices"),
     ("optim.decay_fraction", 1.5, "optim.decay_fraction must be between 0 and 1"),
+    ("teacher.d_norm", "batch", r"teacher.d_norm must be one of \(.instance., .none.\), got .batch."),
 ])
 def test_get_preset_validates_and_names_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

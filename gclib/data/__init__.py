@@ -35,10 +35,14 @@ class TensorSplit(Dataset):
     in_memory = True
 
     def __init__(self, A: torch.Tensor, B: torch.Tensor, paired: bool, label_A: torch.Tensor | None = None,
-                 label_B: torch.Tensor | None = None, label_target: torch.Tensor | None = None):
+                 label_B: torch.Tensor | None = None, label_target: torch.Tensor | None = None,
+                 target: torch.Tensor | None = None):
         if paired and len(A) != len(B):
             raise ValueError(f"a paired split needs as many A as B images, got {len(A)} and {len(B)}")
         self.A, self.B, self.paired = A, B, paired
+        # What G(A) should be, image by image: B itself when paired; for the embedded unpaired task the oracle
+        # translation (A redrawn in domain B), which no training recipe sees; None where nobody knows it.
+        self.target = B if paired else target
         # Label maps (N, H, W) of class indices, where the data knows them (the embedded tasks): what A and B show,
         # and what G(A) should show (a segmenter reads G(A) back and is scored against it).
         self.label_A, self.label_B, self.label_target = label_A, label_B, label_target
@@ -124,7 +128,8 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     for split, n in sizes.items():
         arrays = load_embedded(task, split, n, data.image_size, seed)
         splits[split] = TensorSplit(to_tensor(arrays["A"]), to_tensor(arrays["B"]), paired,
-                                    **embedded_labels(task, arrays))
+                                    **embedded_labels(task, arrays),
+                                    target=to_tensor(arrays["target"]) if "target" in arrays else None)
     return TaskData(task, paired, splits["train"], splits["heldout"], splits["test"])
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from ..artifacts import atomic_write_bytes
 
 SPLITS = ("train", "heldout", "test")
-EMBEDDED_VERSION = 2  # part of the cache file names: v2 adds the label maps (the images are those of v1)
+EMBEDDED_VERSION = 3  # part of the cache file names: v2 adds the label maps, v3 the unpaired task's oracle
+                      # translations (the images are those of v1 throughout)
 EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired"}
 
 
@@ -220,7 +221,9 @@ def split_seed(seed: int, split: str, stream: int = 0) -> np.random.SeedSequence
 
 def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Generate ``n`` examples of an embedded task. Returns uint8 arrays ``A`` and ``B`` of shape (n, size, size, 3)
-    (for ``facades`` also int arrays ``wall``, ``floors``, ``cols`` describing each building).
+    (for ``facades`` also int arrays ``wall``, ``floors``, ``cols`` describing each building and its ``label`` map;
+    for ``stripes`` the label maps ``label_A``, ``label_B`` and ``target``, each A redrawn striped: the translation
+    a perfect generator would make, for evaluation only).
 
     For ``facades`` row i of A and B is a pair; for ``stripes`` A and B come from independent streams (unpaired).
     """
@@ -241,17 +244,27 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
                 "label": np.stack([p[3] for p in pairs]).reshape(n, size, size)}
     rng_a = np.random.default_rng(split_seed(seed, split, 1))
     rng_b = np.random.default_rng(split_seed(seed, split, 2))
-    a = [_animal(rng_a, size, False) for _ in range(n)]
+    a, oracle = [], []
+    for _ in range(n):
+        # The oracle translation of A: the same scene drawn again from the same random state with a striped coat
+        # (a striped animal draws nothing a plain one does not). Never trained on; it lets evaluation measure how
+        # far G(A) is from the right answer, which an unpaired task otherwise cannot.
+        twin = np.random.default_rng()
+        twin.bit_generator.state = rng_a.bit_generator.state
+        a.append(_animal(rng_a, size, False))
+        oracle.append(_animal(twin, size, True)[0])
     b = [_animal(rng_b, size, True) for _ in range(n)]
-    # label_A, label_B: sky / grass / plain animal / striped animal for every pixel of A and of B
+    # label_A, label_B: sky / grass / plain animal / striped animal for every pixel of A and of B;
+    # target: A's scene with the animal striped, what a perfect A -> B translation would draw
     return {"A": np.stack([x[0] for x in a]), "B": np.stack([x[0] for x in b]),
+            "target": np.stack(oracle).reshape(n, size, size, 3),
             "label_A": np.stack([x[1] for x in a]).reshape(n, size, size),
             "label_B": np.stack([x[1] for x in b]).reshape(n, size, size)}
 
 
 def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,
                   data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Like :func:`generate_embedded`, cached as ``data/embedded/{task}_{split}_{size}px_{n}_s{seed}_v2.npz``."""
+    """Like :func:`generate_embedded`, cached as ``data/embedded/{task}_{split}_{size}px_{n}_s{seed}_v3.npz``."""
     root = Path(data_dir) if data_dir else default_data_dir()
     path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}_v{EMBEDDED_VERSION}.npz"
     if path.exists():

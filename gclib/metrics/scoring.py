@@ -76,7 +76,8 @@ def mean_with_interval(values: np.ndarray, resamples: int = 200, seed: int = 0) 
 
 class GeneratorScorer:
     """Scores generators on one evaluation split: FID/KID of G(inputs) against ``real_images`` (domain B) and, for
-    paired splits (``targets`` given), the distances to the targets.
+    splits whose right answers are known (``targets``: paired tasks, the embedded unpaired task's oracle), the
+    distances to them.
 
     ``floor_images``: an independent real sample of domain B (at least as many images) for the FID/KID floor;
     ``resamples``: bootstrap resamples per interval, 0 for the cheap periodic evaluations during training.
@@ -120,14 +121,16 @@ def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | 
                  ) -> GeneratorScorer:
     """The scorer of ``split`` ('heldout' or 'test') of a :class:`gclib.data.TaskData`: FID/KID against the split's
     domain-B images, their floor from the *other* evaluation split's domain-B images (an independent real sample of
-    the same task), for paired tasks the distances to the split's targets, and with a ``segmenter`` the mIoU of
+    the same task), the distances to the split's targets where they are known (paired tasks; the embedded unpaired
+    task's oracle translations), and with a ``segmenter`` the mIoU of
     G(A) against the split's target label maps."""
     if split not in ("heldout", "test"):
         raise ValueError(f"split must be 'heldout' or 'test', got {split!r}")
     this, other = (data.heldout, data.test) if split == "heldout" else (data.test, data.heldout)
     n = min(len(this.B), len(other.B))          # the floor compares two samples of the same size
     labels = getattr(this, "label_target", None)
-    return GeneratorScorer(this.A[:n], this.B[:n], extractor, targets=this.B[:n] if data.paired else None,
+    targets = getattr(this, "target", this.B if data.paired else None)   # unpaired embedded: the oracle translation
+    return GeneratorScorer(this.A[:n], this.B[:n], extractor, targets=targets[:n] if targets is not None else None,
                            floor_images=other.B[:n], resamples=resamples, segmenter=segmenter,
                            label_target=labels[:n] if labels is not None else None)
 

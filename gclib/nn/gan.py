@@ -18,15 +18,19 @@ class NLayerDiscriminator(nn.Module):
     Key names match the official pix2pix / GAN Compression discriminator, so their checkpoints load.
     """
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3):
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
+        if norm not in ("instance", "none"):
+            raise ValueError(f"discriminator norm {norm!r} is unknown; choose 'instance' or 'none'")
+        # "none" keeps an nn.Identity in each norm's slot, so the keys of both variants are the same
+        make_norm = instance_norm if norm == "instance" else (lambda channels: nn.Identity())
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2 ** n, 8)
             stride = 2 if n < n_layers else 1  # n_layers stride-2 convs in all, then one stride-1 conv
             layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=True),
-                       instance_norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+                       make_norm(ndf * mult), nn.LeakyReLU(0.2, True)]
         layers += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*layers)
 

@@ -134,8 +134,9 @@ def teacher_config(preset, paired: bool, seed: int, steps: int | None = None) ->
 
 
 def discriminator(preset, paired: bool) -> nn.Module:
-    """A 70x70 PatchGAN at the preset's width: conditional (sees A and the output: 6 channels) when paired."""
-    return init_weights(NLayerDiscriminator(6 if paired else 3, preset.teacher.ndf))
+    """A 70x70 PatchGAN at the preset's width and normalisation (``teacher.d_norm``): conditional (sees A and the
+    output: 6 channels) when paired."""
+    return init_weights(NLayerDiscriminator(6 if paired else 3, preset.teacher.ndf, norm=preset.teacher.d_norm))
 
 
 def teacher_nets(family, preset, paired: bool, make_generator=None) -> dict[str, nn.Module]:
