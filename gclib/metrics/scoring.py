@@ -122,8 +122,7 @@ def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | 
     """The scorer of ``split`` ('heldout' or 'test') of a :class:`gclib.data.TaskData`: FID/KID against the split's
     domain-B images, their floor from the *other* evaluation split's domain-B images (an independent real sample of
     the same task), the distances to the split's targets where they are known (paired tasks; the embedded unpaired
-    task's oracle translations), and with a ``segmenter`` the mIoU of
-    G(A) against the split's target label maps."""
+    task's oracle translations), and with a ``segmenter`` the mIoU of G(A) against the split's target label maps."""
     if split not in ("heldout", "test"):
         raise ValueError(f"split must be 'heldout' or 'test', got {split!r}")
     this, other = (data.heldout, data.test) if split == "heldout" else (data.test, data.heldout)
