@@ -11,6 +11,7 @@ Every image is an ``uint8`` array (H, W, 3).
 """
 from __future__ import annotations
 
+import copy
 import io
 import os
 from pathlib import Path
@@ -249,8 +250,7 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
         # The oracle translation of A: the same scene drawn again from the same random state with a striped coat
         # (a striped animal draws nothing a plain one does not). Never trained on; it lets evaluation measure how
         # far G(A) is from the right answer, which an unpaired task otherwise cannot.
-        twin = np.random.default_rng()
-        twin.bit_generator.state = rng_a.bit_generator.state
+        twin = copy.deepcopy(rng_a)
         a.append(_animal(rng_a, size, False))
         oracle.append(_animal(twin, size, True)[0])
     b = [_animal(rng_b, size, True) for _ in range(n)]

@@ -37,9 +37,7 @@ def generate(G: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.
 @torch.no_grad()
 def l1_to_target(G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
     """Paired tasks only: mean |G(A) - B| in 0..255 grey levels, on the uint8 images a user would see."""
-    fake = generate(G, inputs).float()
-    real = to_uint8(targets).float()
-    return float((fake - real).abs().mean())
+    return float(paired_distances(generate(G, inputs), to_uint8(targets))["l1"].mean())
 
 
 @torch.no_grad()
@@ -127,8 +125,7 @@ def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | 
         raise ValueError(f"split must be 'heldout' or 'test', got {split!r}")
     this, other = (data.heldout, data.test) if split == "heldout" else (data.test, data.heldout)
     n = min(len(this.B), len(other.B))          # the floor compares two samples of the same size
-    labels = getattr(this, "label_target", None)
-    targets = getattr(this, "target", this.B if data.paired else None)   # unpaired embedded: the oracle translation
+    labels, targets = this.label_target, this.target       # unpaired embedded: the oracle translation as target
     return GeneratorScorer(this.A[:n], this.B[:n], extractor, targets=targets[:n] if targets is not None else None,
                            floor_images=other.B[:n], resamples=resamples, segmenter=segmenter,
                            label_target=labels[:n] if labels is not None else None)
