@@ -23,7 +23,7 @@ class NLayerDiscriminator(nn.Module):
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
         if norm not in D_NORMS:
-            raise ValueError(f"discriminator norm {norm!r} is unknown; choose one of {D_NORMS}")
+            raise ValueError(f"discriminator norm {norm!r} is unknown; choose {' or '.join(map(repr, D_NORMS))}")
         # "none" keeps an nn.Identity in each norm's slot, so the keys of both variants are the same
         make_norm = instance_norm if norm == "instance" else (lambda channels: nn.Identity())
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
