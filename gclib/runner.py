@@ -54,6 +54,18 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, prog
     return out
 
 
+def _publish(out_dir: Path, preset: str, runtimes: dict, figures_dir, readme, log):
+    """The summary of ``out_dir``; for ``laptop``, also figures/ and the README's results table."""
+    summary_json, summary_md = write_summary(out_dir, preset, runtimes)
+    copied = []
+    if preset == "laptop":  # the README shows the laptop run: only it refreshes figures/ and the results table
+        copied = publish_figures(out_dir, figures_dir or REPO / "figures")
+        readme = Path(readme) if readme else REPO / "README.md"
+        if readme.exists() and update_readme(readme, summary_md.read_text()):
+            log(f"[gclib run] README results table refreshed from {summary_md}")
+    return summary_json, summary_md, copied
+
+
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
         timeout: int = 3600, figures_dir: str | Path | None = None, readme: str | Path | None = None,
         tasks: list[str] | None = None, log=print) -> dict:
@@ -76,12 +88,9 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             run_notebook(path, out_dir, parameters, timeout)
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
-    summary_json, summary_md = write_summary(out_dir, preset, runtimes)
-    copied = []
-    if preset == "laptop":  # the README shows the laptop run: only it refreshes figures/ and the results table
-        copied = publish_figures(out_dir, figures_dir or REPO / "figures")
-        readme = Path(readme) if readme else REPO / "README.md"
-        if readme.exists() and update_readme(readme, summary_md.read_text()):
-            log(f"[gclib run] README results table refreshed from {summary_md}")
+            # after every notebook, so a run stopped part-way still leaves its table (and README) up to date
+            summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log)
+    if not runtimes:
+        summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log)
     log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied")
     return {"out": out_dir, "runtimes": runtimes, "summary": summary_json}

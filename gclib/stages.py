@@ -105,11 +105,12 @@ def read_artifact(path: Path, stage: Stage) -> Artifact | None:
 
 
 def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Path], Trainer], train,
-                  eval_fn: EvalFn | None = None, progress: bool = True) -> Artifact:
+                  eval_fn: EvalFn | None = None, progress: bool = True, speed_ups: tuple = ()) -> Artifact:
     """The artifact of ``stage`` in ``runs_dir``: loaded if finished, else trained (resuming) and saved.
 
     ``make_trainer(checkpoint_path)`` builds the stage's trainer (its initial weights from the stage's seed);
-    ``train`` is the training split; ``eval_fn`` scores the generator on held-out data during training."""
+    ``train`` is the training split; ``eval_fn`` scores the generator on held-out data during training;
+    ``speed_ups``: the preset's training speed-ups (how steps are computed; not part of the key)."""
     path = Path(runs_dir) / stage.filename
     found = read_artifact(path, stage)
     if found is not None:
@@ -118,7 +119,7 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
         found = read_artifact(path, stage)     # finished by another run between our first look and the lock
         if found is not None:
             return found
-        trainer = make_trainer(path.with_suffix(".train.pt"))
+        trainer = make_trainer(path.with_suffix(".train.pt")).speed_up(speed_ups)
         trainer.fit(train, eval_fn, progress=progress)
         weights = trainer.final_weights()
         save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
@@ -152,14 +153,21 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
     The artifact keeps the A -> B generator ``G`` and the discriminator ``D`` that judged it."""
     family = get_family(preset.family)
     cfg = teacher_config(preset, data.paired, seed)
-    stage = Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.part("teacher"),
+    stage = Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.teacher.training(),
                                                "train": cfg.settings()})
 
     def make(ckpt: Path) -> Trainer:
         nets = _seeded(seed, lambda: teacher_nets(family, preset, data.paired))
         return trainer_for(data.paired)(nets, cfg, ckpt, device, stage.record())
-    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     return Trained(_loaded(family.teacher(preset.teacher.ngf, preset.teacher.n_blocks), art.weights["G"], device), art)
+
+
+def teachers(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_fn: EvalFn | None = None,
+             progress: bool = True) -> dict[int, Trained]:
+    """Notebook 01: one teacher per seed offset of ``preset.teacher.seeds`` ({seed: Trained}, the compressed one,
+    ``seed + seeds[0]``, first). The others exist to measure the teacher's seed-to-seed spread."""
+    return {seed + s: teacher(preset, data, runs_dir, seed + s, device, eval_fn, progress) for s in preset.teacher.seeds}
 
 
 def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, seed: int = 0, device="cpu",
@@ -206,7 +214,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         if cycle:
             return CycleGANTrainer(nets, cfg, ckpt, device, stage.record())
         return DistillTrainer(nets, teacher_net, cfg, ckpt, device, stage.record(), family, cache)
-    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     return Trained(_loaded(family.student(config, preset.teacher.n_blocks), art.weights["G"], device), art)
 
 
@@ -259,7 +267,8 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     def make(ckpt: Path) -> Trainer:
         return SupernetTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache,
                                space=space)
-    art = load_or_train(stage, runs_dir, make, data.train, eval_references if eval_fn else None, progress)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_references if eval_fn else None, progress,
+                        preset.speed_ups)
     with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
         net = family.supernet(max_width, preset.teacher.n_blocks)
     return Trained(_loaded(net, art.weights["G"], device).set_config(references["largest"]), art)
@@ -306,7 +315,7 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
 
     def make(ckpt: Path) -> Trainer:
         return DistillTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache)
-    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     with torch.random.fork_rng(devices=[]):
         net = family.student(config, preset.teacher.n_blocks)
     return Trained(_loaded(net, art.weights["G"], device), art)

@@ -71,8 +71,9 @@ def test_per_task_changes_apply_to_their_task_only_and_are_validated():
     laptop = get_preset("laptop")
     stripes = get_preset("laptop", task="stripes")
     assert get_preset("laptop", task="facades") == laptop                        # no changes for facades
-    assert stripes.data.image_size == laptop.tasks["stripes"]["data.image_size"] != laptop.data.image_size
+    assert stripes.teacher.batch_size == laptop.tasks["stripes"]["teacher.batch_size"] != laptop.teacher.batch_size
     assert stripes.teacher.ngf == laptop.teacher.ngf                             # what the task leaves alone
+    assert stripes.data == laptop.data
     assert get_preset("laptop", {"teacher.steps": 7}, task="stripes").teacher.steps == 7   # user's word last
     with pytest.raises(ValueError, match=r"changes for task 'stripes'.*data.image_size must be a multiple of 4"):
         laptop.__class__(**{**laptop.__dict__, "tasks": {"stripes": {"data.image_size": 30}}})
@@ -86,6 +87,8 @@ def test_every_stage_is_keyed_by_its_own_part():
     for part in ("data", "optim", "teacher", "student", "supernet"):
         assert base.part(part) == tuned.part(part)
     assert base.data.training() == base.override({"data.n_test": 5}).data.training()   # eval sizes: not training
+    # which other teacher seeds are trained beside one is not part of that teacher's settings
+    assert base.teacher.training() == base.override({"teacher.seeds": (0, 1, 2)}).teacher.training()
     assert max(base.supernet.choices) <= base.teacher.ngf and set(base.search.budget_widths) <= set(
         base.supernet.choices)
 

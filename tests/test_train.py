@@ -147,6 +147,37 @@ def test_load_or_train_loads_the_second_time(tmp_path):
     assert not art4.trained_now and art4.path == art1.path
 
 
+def test_speed_ups_change_how_a_stage_trains_not_what_it_is(tmp_path):
+    """channels_last + fused Adam: the same stage (same key, so an eager artifact loads under them and vice versa),
+    and the same weights to float rounding."""
+    cfg = get_preset("smoke", TINY)
+    splits = load_task("facades", cfg)
+    G_eager, eager = stages.teacher(cfg, splits, tmp_path / "eager", progress=False)
+    fast_cfg = cfg.override({"speed_ups": ["channels_last", "fused_adam"]})
+    G_fast, fast = stages.teacher(fast_cfg, splits, tmp_path / "fast", progress=False)
+    assert fast.trained_now and fast.key == eager.key
+    # outputs, not weights: a conv bias right before an instance norm gets only rounding noise as gradient, which
+    # Adam scales up to full steps in either layout, while the image does not depend on that bias at all
+    with torch.no_grad():
+        x = splits.test.A[:2]
+        assert (G_eager(x) - G_fast(x)).abs().max() < 1e-3
+    _, loaded = stages.teacher(fast_cfg, splits, tmp_path / "eager", progress=False)
+    assert not loaded.trained_now
+
+
+def test_teacher_seeds_and_batch_size(tmp_path):
+    """One teacher per seed offset, each its own artifact (the seeds trained beside it are not part of its key);
+    teacher.batch_size overrides data.batch_size for the teacher only."""
+    cfg = get_preset("smoke", TINY)
+    splits = load_task("facades", cfg)
+    _, alone = stages.teacher(cfg, splits, tmp_path, seed=3, progress=False)
+    both = stages.teachers(cfg.override({"teacher.seeds": (0, 1)}), splits, tmp_path, seed=3, progress=False)
+    assert list(both) == [3, 4]
+    assert both[3].artifact.key == alone.key and not both[3].artifact.trained_now and both[4].artifact.trained_now
+    one = cfg.override({"teacher.batch_size": 1})
+    assert stages.teacher_config(one, True, 0).batch_size == 1 and stages.teacher_config(cfg, True, 0).batch_size == 2
+
+
 def test_an_unreadable_artifact_is_set_aside_and_retrained(tmp_path):
     cfg = get_preset("smoke", TINY)
     splits = load_task("facades", cfg)

@@ -128,9 +128,13 @@ class CycleGANTrainer(Trainer):
 
 
 def teacher_config(preset, paired: bool, seed: int, steps: int | None = None) -> TrainConfig:
-    """pix2pix: hinge GAN + 100 L1 (the paper's pix2pix setting); CycleGAN: LSGAN, cycle 10, identity 0.5."""
-    return from_preset(preset, preset.teacher.steps if steps is None else steps, seed,
-                       gan_mode="hinge" if paired else "lsgan")
+    """pix2pix: hinge GAN + 100 L1 (the paper's pix2pix setting); CycleGAN: LSGAN, cycle 10, identity 0.5.
+    Batches of ``teacher.batch_size`` images when the preset sets one, else ``data.batch_size``."""
+    cfg = from_preset(preset, preset.teacher.steps if steps is None else steps, seed,
+                      gan_mode="hinge" if paired else "lsgan")
+    if preset.teacher.batch_size:   # the teacher's own batch size (CycleGAN's official one is 1)
+        cfg.batch_size = preset.teacher.batch_size
+    return cfg
 
 
 def discriminator(preset, paired: bool) -> nn.Module:
