@@ -71,6 +71,9 @@ class SupernetPart:
     steps: int = 1500
     rank_configs: int = 5      # sub-networks trained stand-alone to check the supernet's ranking (notebook 03)
     standalone_steps: int = 250
+    # which sub-network each step trains: "uniform" draws every entry independently (Fast GAN Compression);
+    # "sandwich" cycles largest, smallest, random, random (Once-for-All's rule, one sub-network per step)
+    sampler: str = "uniform"
 
     def choices_for(self, paired: bool) -> tuple:
         return tuple(sorted(self.choices if paired else self.unpaired_choices))
@@ -94,6 +97,7 @@ class ProfilingPart:
     random_configs: int = 24   # random sub-networks timed for the MACs-vs-latency ranking
 
 
+SAMPLERS = ("uniform", "sandwich")   # supernet.sampler
 D_NORMS = ("instance", "none")   # the discriminator normalisations a preset may choose (teacher.d_norm)
 # Training speed-ups a preset may apply to every stage (see Trainer.speed_up; `python -m gclib bench --train`
 # measures which pay on a machine).
@@ -191,6 +195,8 @@ def validate(p: Preset) -> None:
             _fail(p, name, value, "a positive integer")
     if not isinstance(p.speed_ups, tuple) or any(s not in SPEED_UPS for s in p.speed_ups):
         _fail(p, "speed_ups", p.speed_ups, f"a tuple of names from {SPEED_UPS}")
+    if p.supernet.sampler not in SAMPLERS:
+        _fail(p, "supernet.sampler", p.supernet.sampler, f"one of {SAMPLERS}")
     if t.d_norm not in D_NORMS:
         _fail(p, "teacher.d_norm", t.d_norm, f"one of {D_NORMS}")
     non_negative = {"teacher.batch_size": t.batch_size, "data.n_train": d.n_train, "data.n_heldout": d.n_heldout, "data.n_test": d.n_test,

@@ -140,3 +140,34 @@ def score_table(rows: dict[str, dict], names: dict[str, str] | None = None, digi
                                 else f"{v:.{digits}g}")
         table[model] = cells
     return pd.DataFrame.from_dict(table, orient="index").fillna("")
+
+
+LOWER_IS_BETTER = {"fid": True, "kid": True, "l1": True, "perceptual": True, "psnr": False, "mIoU": False}
+
+
+def seed_spread(values) -> float:
+    """The seed-to-seed spread of one score: the largest minus the smallest value over seeds (0 for one seed)."""
+    values = list(values)
+    return max(values) - min(values)
+
+
+def compare_seeds(a, b, metric: str) -> dict:
+    """Per-seed scores ``a`` and ``b`` of two models on ``metric``: their means, the gap (positive: ``a`` is better),
+    the larger of the two seed spreads, and the verdict: ``a`` better / worse *beyond* that spread, or not told
+    apart ("within"). With one seed per model there is no spread to read a gap against: the verdict says so."""
+    a, b = list(a), list(b)
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    gap = (mean_b - mean_a) if LOWER_IS_BETTER[metric] else (mean_a - mean_b)
+    noise = max(seed_spread(a), seed_spread(b))
+    if min(len(a), len(b)) < 2:
+        verdict = "one seed, no spread"
+    else:
+        verdict = "within" if abs(gap) <= noise else ("better" if gap > 0 else "worse")
+    return {"mean a": mean_a, "mean b": mean_b, "gap": gap, "spread": noise, "verdict": verdict}
+
+
+def within_teacher_spread(student, teachers, metric: str) -> bool:
+    """``student``'s mean score is at teacher quality on ``metric``: no worse than the worse of the teachers (trained
+    alike, differing only in seed), i.e. inside or beyond the teachers' own seed-to-seed spread."""
+    mean = sum(student) / len(student)
+    return mean <= max(teachers) if LOWER_IS_BETTER[metric] else mean >= min(teachers)

@@ -242,7 +242,8 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     space = family.space(preset.supernet.choices_for(data.paired))
     cfg = distill_config(from_preset(preset, preset.supernet.steps, seed), data.paired, "features")
     stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
-                                                "train": cfg.settings()}, parent=teacher_art.key)
+                                                "sampler": preset.supernet.sampler, "train": cfg.settings()},
+                  parent=teacher_art.key, label="" if preset.supernet.sampler == "uniform" else preset.supernet.sampler)
     max_width = max(max(c) for c in space.choices)
     if max_width > preset.teacher.ngf:
         raise ValueError(f"supernet widths go up to {max_width} but the teacher is only ngf {preset.teacher.ngf} "
@@ -266,7 +267,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
 
     def make(ckpt: Path) -> Trainer:
         return SupernetTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache,
-                               space=space)
+                               space=space, sampler=preset.supernet.sampler)
     art = load_or_train(stage, runs_dir, make, data.train, eval_references if eval_fn else None, progress,
                         preset.speed_ups)
     with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream

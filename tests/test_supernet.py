@@ -39,13 +39,13 @@ def test_too_wide_config_says_the_limit():
         SuperMobileResnetGenerator(16, n_blocks=3).set_config("32_16_16_16_16_16_16_16")
 
 
-def _ofa_trainer(tmp_path, steps=2, seed=0):
+def _ofa_trainer(tmp_path, steps=2, seed=0, sampler="uniform"):
     torch.manual_seed(0)
     teacher = RESNET.teacher(8, 3)
     sup = init_weights(SuperMobileResnetGenerator(8, n_blocks=3))
     nets = {"G": sup, "D": init_weights(NLayerDiscriminator(6, 8)), "maps": elastic_mappings(RESNET, sup, teacher)}
     cfg = distill_config(TrainConfig(steps=steps, batch_size=2, ckpt_every=100, seed=seed), True, "features")
-    return SupernetTrainer(nets, teacher, cfg, tmp_path / "ofa.pt", space=RESNET.space((4, 8)))
+    return SupernetTrainer(nets, teacher, cfg, tmp_path / "ofa.pt", space=RESNET.space((4, 8)), sampler=sampler)
 
 
 def test_once_for_all_step_trains_only_the_sampled_slices(tmp_path):
@@ -70,6 +70,20 @@ def test_sampling_is_uniform_and_reproducible():
     first = [int(c.split("_")[0]) for c in configs]
     assert set(first) == set(FAST_CYCLEGAN_CHOICES)
     assert max(first.count(v) for v in FAST_CYCLEGAN_CHOICES) < 2 * 400 / len(FAST_CYCLEGAN_CHOICES)
+
+
+def test_the_sandwich_sampler_trains_both_ends_every_four_steps(tmp_path):
+    space = RESNET.space((4, 8))
+    uniform, sandwich = _ofa_trainer(tmp_path), _ofa_trainer(tmp_path, sampler="sandwich")
+    drawn = [uniform.config_at(t, step_generator(0, t)) for t in range(8)]
+    picked = [sandwich.config_at(t, step_generator(0, t)) for t in range(8)]
+    assert drawn == [space.sample(step_generator(0, t)) for t in range(8)]
+    assert picked[0::4] == [space.largest()] * 2 and picked[1::4] == [space.smallest()] * 2
+    assert picked[2::4] == drawn[2::4] and picked[3::4] == drawn[3::4]     # the rest: the same draws as uniform
+    with pytest.raises(ValueError, match="choose one of"):
+        _ofa_trainer(tmp_path, sampler="greedy")
+    with pytest.raises(ValueError, match="supernet.sampler"):
+        get_preset("smoke", {"supernet.sampler": "greedy"})
 
 
 # ----------------------------------------------------------------------------------------------------------------
