@@ -171,3 +171,20 @@ def test_summary_shows_the_two_tasks_side_by_side(tmp_path):
     assert "| 01_x | FID | 1.5 | 2.5 |" in text and "| 01_x | L1 | 18 |  |" in text
     assert "| 01_x | runtime (min) | 1.0 | 2.0 |" in text and "| 05_z | speed-up | 3 |" in text
     assert text.index("| 01_x | FID") < text.index("| 01_x | runtime") < text.index("| 05_z |")
+
+
+def test_seed_comparisons_read_gaps_against_the_larger_spread_and_know_which_way_is_better():
+    # lower-is-better FID: a gap of 2 against spreads of 1 and 0.5 is beyond the noise
+    r = report.compare_seeds([10.0, 11.0], [12.5, 13.0], "fid")
+    assert (r["gap"], r["spread"], r["verdict"]) == (2.25, 1.0, "better")
+    assert report.compare_seeds([12.5, 13.0], [10.0, 11.0], "fid")["verdict"] == "worse"
+    assert report.compare_seeds([10.0, 13.0], [11.0, 12.0], "fid")["verdict"] == "within"   # spread 3 > gap 0
+    # higher-is-better mIoU and PSNR: the same numbers read the other way
+    assert report.compare_seeds([0.9, 0.91], [0.8, 0.81], "mIoU")["verdict"] == "better"
+    assert report.compare_seeds([20.0, 20.1], [22.0, 22.1], "psnr")["verdict"] == "worse"
+    assert report.compare_seeds([1.0], [2.0], "fid")["verdict"] == "one seed, no spread"
+    # at teacher quality: no worse than the worse of the teacher seeds
+    assert report.within_teacher_spread([10.5, 11.5], [10.0, 12.0], "fid")
+    assert not report.within_teacher_spread([12.5, 12.7], [10.0, 12.0], "fid")
+    assert report.within_teacher_spread([0.85], [0.84, 0.86], "mIoU") and not report.within_teacher_spread(
+        [0.83], [0.84, 0.86], "mIoU")
