@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .data import DatasetError
     try:
         return args.func(args)
-    except ValueError as e:
+    except (ValueError, DatasetError) as e:   # bad input, a missing or damaged dataset, a failed download: no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -213,17 +213,32 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         path = Path(self.directory) / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
         body = path.read_bytes()
         rng = self.headers.get("Range")
         type(self).requests.append(rng)
-        if rng:
+        if self.path.endswith(".html.zip"):       # a host that answers with an error page and status 200
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+        elif rng:
             start = int(rng.split("=")[1].rstrip("-"))
+            if start >= len(body):                  # nothing left to send, as real hosts answer
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(206)
             body = body[start:]
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.path.endswith(".short.tar.gz"):   # the connection drops half-way
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
 
@@ -265,22 +280,91 @@ def test_download_verifies_resumes_and_unpacks(tmp_path, server):
 
 def test_download_rejects_a_bad_checksum(tmp_path, server):
     serve_dir, base = server
-    (serve_dir / "x.zip").write_bytes(b"tampered")
+    (serve_dir / "x.zip").write_bytes(b"PK\x03\x04tampered")
     dest = tmp_path / "x.zip"
     with pytest.raises(DatasetError, match="checksum mismatch"):
         fetch(f"{base}/x.zip", dest, sha256="0" * 64, progress=False)
     assert not dest.exists()  # nothing half-verified is left where a loader would find it
 
 
-def test_unpinned_download_records_and_then_enforces_its_digest(tmp_path, server):
+def test_unpinned_download_records_its_digest_once_unpacked_and_then_enforces_it(tmp_path, server):
     serve_dir, base = server
-    (serve_dir / "a.zip").write_bytes(b"first")
-    dest = fetch(f"{base}/a.zip", tmp_path / "a.zip", progress=False)
-    pin = tmp_path / "a.zip.sha256"
-    assert pin.read_text().split()[0] == hashlib.sha256(b"first").hexdigest()
-    dest.write_bytes(b"changed on disk")
+    payload = _tar_of_aligned(tmp_path)
+    (serve_dir / "facades.tar.gz").write_bytes(payload)
+    gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
+    archive = tmp_path / "dl" / "archives" / "facades.tar.gz"
+    pin = archive.with_name("facades.tar.gz.sha256")
+    assert pin.read_text().split()[0] == hashlib.sha256(payload).hexdigest()
+    archive.write_bytes(b"\x1f\x8b changed on disk")
     with pytest.raises(DatasetError, match="checksum mismatch"):
-        fetch(f"{base}/a.zip", dest, progress=False)
+        fetch(f"{base}/facades.tar.gz", archive, progress=False)
+
+
+def test_a_damaged_archive_is_not_pinned_and_a_second_run_recovers(tmp_path, server):
+    serve_dir, base = server
+    payload = _tar_of_aligned(tmp_path)
+    (serve_dir / "facades.tar.gz").write_bytes(payload[:60])      # gzip magic, but cut short: does not unpack
+    with pytest.raises(DatasetError, match="could not unpack"):
+        gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
+    archive = tmp_path / "dl" / "archives" / "facades.tar.gz"
+    assert not archive.with_name("facades.tar.gz.sha256").exists()  # its digest was not recorded as the truth
+    archive.unlink()                                                # what the error message says to do
+    (serve_dir / "facades.tar.gz").write_bytes(payload)
+    path = gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
+    assert len(AlignedFolder(path, "train")) == 3
+
+
+def test_a_short_read_keeps_the_part_file_and_says_to_resume(tmp_path, server):
+    serve_dir, base = server
+    payload = _tar_of_aligned(tmp_path)
+    (serve_dir / "f.short.tar.gz").write_bytes(payload)
+    dest = tmp_path / "f.tar.gz"
+    with pytest.raises(DatasetError, match=r"closed after .* bytes; run the same command again to resume"):
+        fetch(f"{base}/f.short.tar.gz", dest, progress=False)
+    assert not dest.exists() and not dest.with_name("f.tar.gz.sha256").exists()
+    assert 0 < dest.with_name("f.tar.gz.part").stat().st_size < len(payload)
+
+
+def test_an_html_page_is_refused_and_a_complete_part_file_is_finished_not_refetched_forever(tmp_path, server):
+    serve_dir, base = server
+    (serve_dir / "x.html.zip").write_bytes(b"<html>503 Service Unavailable</html>")
+    with pytest.raises(DatasetError, match="web page"):
+        fetch(f"{base}/x.html.zip", tmp_path / "x.zip", progress=False)
+    assert list(tmp_path.glob("x.zip*")) == []
+    # a .part that already holds the whole file: the server answers the resume with 416, the file is checked and used
+    payload = _tar_of_aligned(tmp_path)
+    (serve_dir / "full.tar.gz").write_bytes(payload)
+    dest = tmp_path / "full.tar.gz"
+    dest.with_name("full.tar.gz.part").write_bytes(payload)
+    assert fetch(f"{base}/full.tar.gz", dest, sha256=hashlib.sha256(payload).hexdigest(), progress=False) == dest
+    assert dest.read_bytes() == payload and _RangeHandler.requests[-1] == f"bytes={len(payload)}-"
+    # a body that is not an archive of its kind is set aside, not kept as the archive
+    (serve_dir / "fake.tar.gz").write_bytes(b"Not Found")
+    with pytest.raises(DatasetError, match="not a .gz archive"):
+        fetch(f"{base}/fake.tar.gz", tmp_path / "fake.tar.gz", progress=False)
+    assert not (tmp_path / "fake.tar.gz").exists() and len(list(tmp_path.glob("fake.tar.gz.not-an-archive*"))) == 1
+
+
+def test_downloading_again_keeps_what_the_user_put_in_the_dataset_folder(tmp_path, server):
+    serve_dir, base = server
+    (serve_dir / "facades.tar.gz").write_bytes(_tar_of_aligned(tmp_path))
+    url = f"{base}/facades.tar.gz"
+    path = gdata.download_dataset("facades", tmp_path / "dl", url=url)
+    (path / "my_notes.txt").write_text("mine")
+    assert gdata.download_dataset("facades", tmp_path / "dl", url=url) == path     # same archive: untouched
+    assert (path / "my_notes.txt").read_text() == "mine"
+    (path / ".unpacked-from").unlink()                                            # a folder of unknown origin ...
+    gdata.download_dataset("facades", tmp_path / "dl", url=url)
+    kept = [p for p in (tmp_path / "dl").iterdir() if p.name.startswith("facades.replaced-")]
+    assert len(kept) == 1 and (kept[0] / "my_notes.txt").read_text() == "mine"    # ... is set aside, not deleted
+
+
+def test_the_cli_reports_a_failed_download_without_a_traceback(tmp_path, server, capsys):
+    from gclib.cli import main
+    _, base = server
+    assert main(["data", "download", "facades", "--root", str(tmp_path), "--url", f"{base}/missing.tar.gz"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: downloading") and "HTTP 404" in err and "Traceback" not in err
 
 
 def test_extract_zip_in_cyclegan_layout(tmp_path):
