@@ -274,3 +274,54 @@ def test_the_unpaired_split_scorer_judges_content_by_mIoU_not_by_pixels_to_the_o
     assert oracle["fid"] < copy["fid"]                           # the oracle is drawn from domain B
     paired = metrics.split_scorer(load_task("facades", preset), "heldout", MeanFeatures(), resamples=0)
     assert paired(Copy())["l1"] > 0
+
+
+# -- Inception weights, loaded without running code from a file ------------------------------------------------------
+def _random_inception_file(path, monkeypatch):
+    """A file in the official weights' format (the state dict of torch-fidelity's Inception-v3), random weights."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+    with monkeypatch.context() as m:   # build the architecture without any weights to load
+        m.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        net = tfi.FeatureExtractorInceptionV3("x", ["2048"])
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.01 if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    torch.save(state, path)
+    return state
+
+
+def test_inception_weights_of_the_right_format_load_and_their_digest_is_checked(tmp_path, monkeypatch):
+    from gclib.data import DatasetError
+    from gclib.data.download import sha256_of
+    path = tmp_path / "weights-inception.pth"
+    state = _random_inception_file(path, monkeypatch)
+    net = metrics.inception_extractor(path, sha256_prefix=sha256_of(path)[:8])
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+    assert net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 2048)
+    with pytest.raises(DatasetError, match="not the official Inception weights.*starts with 6726825d"):
+        metrics.inception_extractor(path)                   # random weights are not the official file
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(DatasetError, match="not Inception-v3's"):
+        metrics.inception_extractor(tmp_path / "other.pth", sha256_prefix=None)
+
+
+class _RunsCode:
+    """What a crafted checkpoint holds: unpickling it calls os.system."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_inception_file_is_refused_without_running_its_code(tmp_path):
+    from gclib.data import DatasetError
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"fc.weight": _RunsCode(marker)}, path)
+    with pytest.raises(DatasetError, match="not a plain file of weights"):
+        metrics.load_inception_state(path, sha256_prefix=None)
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError, match="copy it there"):
+        metrics.load_inception_state(tmp_path / "absent.pth")

@@ -1,7 +1,8 @@
 """Feature extractors for FID/KID, and the damage they must see.
 
 - ``"inception"``: the standard TF-ported Inception-v3 pool3 features (2048-d) that published FIDs use; the weights
-  are downloaded by torch-fidelity on a user's machine, or read from a local file (``inception_weights=PATH``).
+  are downloaded once into ``data/extractors/`` (or read from a local file, ``inception_weights=PATH``), checked
+  against the official file's digest and loaded with ``weights_only=True``: a file can hold only tensors, no code.
 - ``"offline"``: :class:`OfflineFeatures`, a small CNN trained by :func:`train_offline_extractor` on the embedded
   training images, deterministic from its seed, cached under ``data/extractors/`` (under 1 MB), no download. Its
   numbers are comparable with each other but **not** with published Inception FIDs: every figure says which
@@ -240,12 +241,70 @@ def load_offline_extractor(data_dir: str | Path | None = None, progress: bool = 
     return net
 
 
-def inception_extractor(weights_path: str | None = None) -> nn.Module:
-    """Inception-v3 pool3 (2048-d) of the FID literature. Without ``weights_path`` torch-fidelity downloads the
-    'pt_inception-2015-12-05' weights on first use (needs internet); with it, the local file is read."""
+# The TF-ported Inception-v3 weights that published FIDs use (torch-fidelity's release). The file name carries the
+# first hex digits of the file's SHA-256; a file with another digest is not those weights.
+INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                 "weights-inception-2015-12-05-6726825d.pth")
+INCEPTION_SHA256_PREFIX = "6726825d"
+
+
+def inception_weights_path(data_dir: str | Path | None = None) -> Path:
+    """Where the Inception weights are kept once downloaded (or where a user without internet copies them)."""
+    return Path(data_dir or default_data_dir()) / "extractors" / Path(INCEPTION_URL).name
+
+
+def load_inception_state(path: str | Path, sha256_prefix: str | None = INCEPTION_SHA256_PREFIX) -> dict:
+    """The Inception-v3 state dict in ``path``, read without running any code from the file.
+
+    ``torch.load(weights_only=True)`` accepts only tensors and plain containers, so a crafted pickle is refused
+    instead of executed; the file's SHA-256 must start with ``sha256_prefix`` (the official file's)."""
+    from ..data import DatasetError
+    from ..data.download import sha256_of
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Inception weights at {path}: download {INCEPTION_URL} on a machine with "
+                                f"internet and copy it there (or pass inception_weights=PATH)")
+    if sha256_prefix is not None and not sha256_of(path).startswith(sha256_prefix):
+        raise DatasetError(f"{path} is not the official Inception weights: its SHA-256 is {sha256_of(path)}, the "
+                           f"official file's starts with {sha256_prefix}. Download {INCEPTION_URL} again.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # pickle.UnpicklingError for anything beyond tensors and containers
+        raise DatasetError(f"{path} is not a plain file of weights and was not loaded (it would have run code or "
+                           f"holds objects other than tensors): {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DatasetError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def inception_extractor(weights_path: str | Path | None = None, sha256_prefix: str | None = INCEPTION_SHA256_PREFIX
+                        ) -> nn.Module:
+    """Inception-v3 pool3 (2048-d) of the FID literature, its weights loaded safely (:func:`load_inception_state`).
+
+    Without ``weights_path`` the official file is downloaded once (resumable, checked) to
+    :func:`inception_weights_path`; offline, copy that file there or pass its path."""
+    import tempfile
+
     from torchmetrics.image.fid import NoTrainInceptionV3
-    return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                              feature_extractor_weights_path=weights_path)
+
+    from ..data.download import fetch
+    if weights_path is None:
+        weights_path = inception_weights_path()
+        if not weights_path.exists():
+            fetch(INCEPTION_URL, weights_path)
+    state = load_inception_state(weights_path, sha256_prefix)
+    # torch-fidelity builds the network from a file it unpickles in full; hand it a copy we wrote ourselves from the
+    # checked tensors, so nothing of the user's file is ever unpickled that way
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = Path(tmp) / "inception.pt"
+        torch.save({k: v.contiguous() for k, v in state.items()}, clean)
+        try:
+            return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                      feature_extractor_weights_path=str(clean))
+        except RuntimeError as e:   # load_state_dict: missing or unexpected keys, wrong shapes
+            from ..data import DatasetError
+            raise DatasetError(f"{weights_path} holds tensors, but not Inception-v3's: "
+                               f"{str(e).splitlines()[0]}") from None
 
 
 def get_extractor(name: str = "offline", inception_weights: str | None = None) -> nn.Module:
