@@ -188,14 +188,44 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 def test_real_dataset_through_load_task(tmp_path):
     root = make_aligned(tmp_path / "fac")
-    cfg = get_preset("smoke", {"data.image_size": 16, "data.load_size": 18, "data.dataset_root": str(root)})
+    cfg = get_preset("smoke", {"data.image_size": 16, "data.load_size": 18, "data.dataset_root": str(root),
+                               "data.n_heldout": 1})
     splits = gdata.load_task("ignored", cfg)
-    assert splits.paired and len(splits.train) == 3
+    assert splits.paired and len(splits.train) == 2 and len(splits.heldout) == 1   # held-out carved from train
     assert splits.test.A.shape == (3, 3, 16, 16)
-    batch = splits.train.batch(torch.tensor([0, 2]), torch.Generator().manual_seed(0))
+    batch = splits.train.batch(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
     assert batch["A"].shape == (2, 3, 16, 16)                        # random 16x16 crops of the 18x18 resize
-    again = splits.train.batch(torch.tensor([0, 2]), torch.Generator().manual_seed(0))
+    again = splits.train.batch(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
     assert torch.equal(batch["A"], again["A"])                       # the step's generator fixes the crops
+
+
+def test_the_held_out_split_is_never_the_test_split(tmp_path):
+    """Datasets without a val folder of their own (edges2shoes, maps, cityscapes: train/val; horse2zebra: train/test)
+    get a held-out split carved from train: disjoint from the training images, the same files for every seed."""
+    root = make_aligned(tmp_path / "shoes", n=10)
+    full = AlignedFolder(root, "train").files
+    held = AlignedFolder(root, "train", holdout=3, part="heldout").files
+    rest = AlignedFolder(root, "train", holdout=3, part="train", seed=5).files
+    assert len(held) == 3 and not set(held) & set(rest) and sorted(held + rest) == sorted(full)
+    cfg = get_preset("smoke", {"data.image_size": 16, "data.dataset_root": str(root), "data.n_heldout": 3})
+    splits = gdata.load_task("shoes", cfg, seed=1)
+    assert (len(splits.train), len(splits.heldout), len(splits.test)) == (7, 3, 10)
+    # train/val only (val is then the test split): the held-out split still comes from train
+    (root / "test").rename(root / "val")
+    splits = gdata.load_task("shoes", cfg)
+    assert (len(splits.train), len(splits.heldout), len(splits.test)) == (7, 3, 10)
+    # a dataset with val *and* test folders keeps its own val as the held-out split
+    make_aligned(tmp_path / "fac", n=4)
+    (tmp_path / "fac" / "test").rename(tmp_path / "fac" / "val")
+    make_aligned(tmp_path / "fac", n=2)                              # train (overwritten) and test
+    splits = gdata.load_task("fac", cfg.override({"data.dataset_root": str(tmp_path / "fac")}))
+    assert (len(splits.train), len(splits.heldout), len(splits.test)) == (4, 4, 2)
+    # unaligned: each domain's training folder gives up its share
+    u = make_unaligned(tmp_path / "h2z")
+    ds = UnalignedFolder(u, "train", load_size=16, crop_size=16, holdout=1, part="heldout")
+    assert (len(ds.files_A), len(ds.files_B)) == (1, 1)
+    with pytest.raises(DatasetError, match="lower data.n_heldout"):
+        AlignedFolder(root, "train", holdout=10, part="train")
 
 
 def test_the_paper_preset_without_a_dataset_names_the_parameter():

@@ -102,19 +102,26 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     data = preset.data
     if data.dataset_root:
         root = Path(data.dataset_root)
+        test_phase = "test" if (root / "test").is_dir() or (root / "testA").is_dir() else "val"
+        # The held-out split (what the search decides on) is never the test split: the val folder when the dataset
+        # has one besides its test folder (facades), else images carved out of train, always the same ones
+        # (edges2shoes, maps and cityscapes ship train/val only, horse2zebra trainA/B and testA/B only).
+        own_val = (root / "val").is_dir() and test_phase != "val"
+        holdout = 0
+        if not own_val:
+            n_train = len(open_real_dataset(root, "train", load_size=data.image_size, crop_size=data.image_size))
+            holdout = data.n_heldout or max(1, min(500, n_train // 10))
         train = open_real_dataset(root, "train", load_size=data.load_size or data.image_size,
-                                  crop_size=data.image_size, seed=seed)
+                                  crop_size=data.image_size, seed=seed, holdout=holdout, part="train")
 
-        def eval_split(phase: str) -> TensorSplit:
+        def eval_split(phase: str, part: str = "all") -> TensorSplit:
             ds = open_real_dataset(root, phase, load_size=data.image_size, crop_size=data.image_size, flip=False,
-                                   seed=seed)
+                                   seed=seed, holdout=holdout if part != "all" else 0, part=part)
             items = [ds[i] for i in range(len(ds))]
             return TensorSplit(torch.stack([it["A"] for it in items]), torch.stack([it["B"] for it in items]),
                                train.paired)
-        test_phase = "test" if (root / "test").is_dir() or (root / "testA").is_dir() else "val"
-        # The held-out split for the search comes from the val folder when there is one, else from test's twin.
-        held_phase = "val" if (root / "val").is_dir() else test_phase
-        return TaskData(task, train.paired, train, eval_split(held_phase), eval_split(test_phase))
+        heldout = eval_split("val") if own_val else eval_split("train", "heldout")
+        return TaskData(task, train.paired, train, heldout, eval_split(test_phase))
     if task not in EMBEDDED_TASKS:
         raise ValueError(f"unknown task {task!r}; the embedded tasks are {sorted(EMBEDDED_TASKS)} "
                          f"(set the preset's data.dataset_root for a real dataset)")

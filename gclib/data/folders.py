@@ -31,6 +31,26 @@ def _list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
 
 
+PARTS = ("all", "train", "heldout")
+
+
+def carve(files: list[Path], holdout: int, part: str) -> list[Path]:
+    """``part`` of a training folder whose ``holdout`` files are set apart as the held-out split: the ``holdout`` files
+    whose names hash lowest (SHA-1 of the file name), the same on every machine, for every seed and listing order.
+    ``part``: "all" (no carving), "train" (the rest) or "heldout"."""
+    import hashlib
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    if part == "all" or holdout <= 0:
+        return [] if part == "heldout" else list(files)
+    if holdout >= len(files):
+        raise DatasetError(f"cannot set {holdout} of the {len(files)} training images of {files[0].parent} apart as "
+                           f"the held-out split and still train on some: lower data.n_heldout")
+    ranked = sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+    held = set(ranked[:holdout])
+    return [f for f in files if (f in held) == (part == "heldout")]
+
+
 def _open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
@@ -78,12 +98,13 @@ class _Folder(Dataset):
 
 
 class AlignedFolder(_Folder):
-    """pix2pix's aligned layout: each file holds A|B side by side; ``direction`` 'AtoB' or 'BtoA'."""
+    """pix2pix's aligned layout: each file holds A|B side by side; ``direction`` 'AtoB' or 'BtoA'. ``holdout`` and
+    ``part`` carve a held-out split out of a folder (see :func:`carve`)."""
 
     paired = True
 
     def __init__(self, root: str | Path, phase: str = "train", direction: str = "AtoB", load_size: int = 286,
-                 crop_size: int = 256, flip: bool = True, seed: int = 0):
+                 crop_size: int = 256, flip: bool = True, seed: int = 0, holdout: int = 0, part: str = "all"):
         root = Path(root)
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
@@ -97,6 +118,7 @@ class AlignedFolder(_Folder):
         self.files = _list_images(folder)
         if not self.files:
             raise DatasetError(f"{folder} holds no images ({', '.join(IMG_EXTENSIONS)}). Expected: {ALIGNED_LAYOUT}")
+        self.files = carve(self.files, holdout, part)
         self.direction, self.load_size, self.crop_size, self.flip = direction, load_size, crop_size, flip
         self.rng = np.random.default_rng(seed)
 
@@ -126,7 +148,7 @@ class UnalignedFolder(_Folder):
     paired = False
 
     def __init__(self, root: str | Path, phase: str = "train", load_size: int = 286, crop_size: int = 256,
-                 flip: bool = True, seed: int = 0):
+                 flip: bool = True, seed: int = 0, holdout: int = 0, part: str = "all"):
         root = Path(root)
         dirs = [root / f"{phase}A", root / f"{phase}B"]
         missing = [d for d in dirs if not d.is_dir()]
@@ -140,6 +162,7 @@ class UnalignedFolder(_Folder):
         for d, files in zip(dirs, (self.files_A, self.files_B)):
             if not files:
                 raise DatasetError(f"{d} holds no images ({', '.join(IMG_EXTENSIONS)}). Expected: {UNALIGNED_LAYOUT}")
+        self.files_A, self.files_B = carve(self.files_A, holdout, part), carve(self.files_B, holdout, part)
         self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
         self.rng = np.random.default_rng(seed)
 
