@@ -228,6 +228,49 @@ def test_the_held_out_split_is_never_the_test_split(tmp_path):
         AlignedFolder(root, "train", holdout=10, part="train")
 
 
+def test_a_bad_folder_is_found_up_front_with_the_file_and_the_fix(tmp_path):
+    from gclib.data import scan_dataset
+    root = make_aligned(tmp_path / "mine", n=3)
+    assert scan_dataset(root, progress=False) == {"layout": "aligned", "splits": {"train": 3, "test": 3}}
+    (root / "train" / "1.jpg").write_bytes((root / "train" / "1.jpg").read_bytes()[:200])   # cut short
+    Image.new("RGB", (16, 16)).save(root / "test" / "square.png")                           # not A|B
+    with pytest.raises(DatasetError) as e:
+        scan_dataset(root, progress=False)
+    msg = str(e.value)
+    assert "2 of the 7 images" in msg and "1.jpg: unreadable" in msg and "delete or replace it" in msg
+    assert "square.png: 16x16" in msg and "trainA" in msg
+    cfg = get_preset("smoke", {"data.image_size": 16, "data.dataset_root": str(root), "data.n_heldout": 1})
+    with pytest.raises(DatasetError, match="cannot be used"):
+        gdata.load_task("mine", cfg)                       # before any training starts
+    (root / "test" / "square.png").unlink()
+    make_aligned(root, n=3)                                # the damaged file replaced
+    assert scan_dataset(root, progress=False)["splits"]["train"] == 3
+    assert (root / ".gclib-scan.json").exists()
+    # a missing split, named
+    import shutil
+    shutil.rmtree(root / "test")
+    with pytest.raises(DatasetError, match="no test or val folder"):
+        scan_dataset(root, progress=False)
+    u = make_unaligned(tmp_path / "u")
+    shutil.rmtree(u / "testB")
+    with pytest.raises(DatasetError, match="no testB or valB folder"):
+        scan_dataset(u, progress=False)
+
+
+def test_a_successful_scan_is_remembered_until_a_file_changes(tmp_path, monkeypatch):
+    from gclib.data import folders, scan_dataset
+    root = make_aligned(tmp_path / "mine", n=2)
+    scan_dataset(root, progress=False)
+    opened = []
+    real_open = folders.Image.open
+    monkeypatch.setattr(folders.Image, "open", lambda p, *a: opened.append(p) or real_open(p, *a))
+    scan_dataset(root, progress=False)
+    assert opened == []                                     # nothing changed: nothing read again
+    Image.new("RGB", (32, 16)).save(root / "train" / "new.png")
+    scan_dataset(root, progress=False)
+    assert len(opened) == 5
+
+
 def test_the_paper_preset_without_a_dataset_names_the_parameter():
     with pytest.raises(ValueError, match="data.dataset_root.*python -m gclib data download"):
         gdata.load_task("facades", get_preset("paper"))

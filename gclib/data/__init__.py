@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from .download import REAL_DATASETS, download_dataset, extract, fetch, sha256_of
 from .embedded import (ANIMAL_CLASSES, EMBEDDED_TASKS, LABELS, SPLITS, default_data_dir, generate_embedded,
                        load_embedded)
-from .folders import (ALIGNED_LAYOUT, UNALIGNED_LAYOUT, AlignedFolder, DatasetError, UnalignedFolder,
+from .folders import (ALIGNED_LAYOUT, UNALIGNED_LAYOUT, AlignedFolder, DatasetError, UnalignedFolder, scan_dataset,
                       open_real_dataset, paper_transform)
 from .images import to_tensor, to_uint8
 
@@ -102,6 +102,7 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     data = preset.data
     if data.dataset_root:
         root = Path(data.dataset_root)
+        scan_dataset(root)            # every image read once, up front: a bad file stops the run now, named
         test_phase = "test" if (root / "test").is_dir() or (root / "testA").is_dir() else "val"
         # The held-out split (what the search decides on) is never the test split: the val folder when the dataset
         # has one besides its test folder (facades), else images carved out of train, always the same ones
@@ -142,5 +143,5 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
 
 __all__ = ["ANIMAL_CLASSES", "ALIGNED_LAYOUT", "embedded_labels", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
            "TaskData", "TensorSplit", "UNALIGNED_LAYOUT", "UnalignedFolder", "default_data_dir", "download_dataset",
-           "extract", "fetch", "generate_embedded", "load_embedded", "load_task", "open_real_dataset",
+           "extract", "fetch", "generate_embedded", "load_embedded", "load_task", "open_real_dataset", "scan_dataset",
            "paper_transform", "sha256_of", "to_tensor", "to_uint8"]

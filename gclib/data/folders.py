@@ -191,3 +191,65 @@ def open_real_dataset(root: str | Path, phase: str = "train", **kwargs) -> Datas
         return UnalignedFolder(root, phase, **kwargs)
     return AlignedFolder(root, phase, **kwargs)
 
+
+
+SCAN_STAMP = ".gclib-scan.json"   # written into a dataset folder once every image in it was read successfully
+
+
+def scan_dataset(root: str | Path, progress: bool = True) -> dict:
+    """Read every image of a real dataset once, up front, so that a corrupt file, a square image in the aligned layout
+    or a missing split stops the run *now* with the file and the fix, not hours into training.
+
+    Returns ``{"layout", "splits": {folder: n_images}}``. A successful scan is remembered in ``root/.gclib-scan.json``
+    (with the folders' file names, sizes and times) and skipped while nothing changed."""
+    import json
+
+    from tqdm.auto import tqdm
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist. Expected either {ALIGNED_LAYOUT} or "
+                           f"{UNALIGNED_LAYOUT}. " + _download_hint(root))
+    unaligned = (root / "trainA").is_dir() or (root / "trainB").is_dir()
+    if unaligned:
+        folders = ["trainA", "trainB"] + [f for f in ("testA", "testB", "valA", "valB") if (root / f).is_dir()]
+        need = [("trainA",), ("trainB",), ("testA", "valA"), ("testB", "valB")]
+    else:
+        folders = ["train"] + [f for f in ("val", "test") if (root / f).is_dir()]
+        need = [("train",), ("test", "val")]
+    for options in need:
+        if not any((root / o).is_dir() for o in options):
+            layout = UNALIGNED_LAYOUT if unaligned else ALIGNED_LAYOUT
+            raise DatasetError(f"{root} has no {' or '.join(options)} folder: every split must be there. "
+                               f"Expected layout: {layout}")
+    files = {f: _list_images(root / f) for f in folders}
+    empty = [f for f, fs in files.items() if not fs]
+    if empty:
+        raise DatasetError(f"{', '.join(str(root / f) for f in empty)} holds no images ({', '.join(IMG_EXTENSIONS)})")
+    signature = {f: [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in fs] for f, fs in files.items()}
+    stamp = root / SCAN_STAMP
+    if stamp.exists():
+        try:
+            if json.loads(stamp.read_text()).get("signature") == signature:
+                return {"layout": "unaligned" if unaligned else "aligned", "splits": {f: len(v) for f, v in files.items()}}
+        except ValueError:
+            pass
+    problems = []
+    every = [p for fs in files.values() for p in fs]
+    for path in tqdm(every, desc=f"checking {root.name}", unit="img", disable=not progress):
+        try:
+            with Image.open(path) as im:
+                im.load()                      # decodes the whole file: finds truncated images too
+                w, h = im.size
+        except Exception as e:
+            problems.append(f"{path}: unreadable ({type(e).__name__}: {e}); delete or replace it")
+            continue
+        if not unaligned and (w == h or w % 2):
+            problems.append(f"{path}: {w}x{h}, but an aligned image holds A and B side by side (A|B: an even width, "
+                            f"wider than high); a square image is one picture, not a pair. For A and B in separate "
+                            f"images use {UNALIGNED_LAYOUT}")
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DatasetError(f"{len(problems)} of the {len(every)} images of {root} cannot be used:\n  {shown}")
+    from ..artifacts import atomic_write_json
+    atomic_write_json(stamp, {"signature": signature})
+    return {"layout": "unaligned" if unaligned else "aligned", "splits": {f: len(v) for f, v in files.items()}}
