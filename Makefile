@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= laptop
+DATASET ?=
 
 .PHONY: run test smoke clean-runs browser
 
@@ -12,9 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## make run: execute every notebook through papermill (PRESET=laptop by default; runs/PRESET, figures/)
+## make run: execute every notebook through papermill (PRESET=laptop by default; runs/PRESET, figures/);
+## DATASET=path runs the per-task notebooks on a real dataset folder (make run PRESET=paper DATASET=data/edges2shoes)
 run: $(VENV)/.installed
-	$(PY) -m gclib run --preset $(PRESET)
+	$(PY) -m gclib run --preset $(PRESET) $(if $(DATASET),--dataset-root $(DATASET))
 
 ## make test: unit tests (with the browser test of notebook 04's widget), then every notebook under nbval in smoke
 test: $(VENV)/.installed browser

@@ -10,11 +10,28 @@ def _cmd_run(args) -> int:
     from .runner import NotebookFailed, run
     try:
         run(args.preset, args.only.split(",") if args.only else None, args.out, args.timeout,
-            tasks=args.tasks.split(",") if args.tasks else None)
+            tasks=args.tasks.split(",") if args.tasks else None, dataset_root=args.dataset_root,
+            overrides=parse_settings(args.set))
     except (NotebookFailed, ArtifactBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def parse_settings(items: list[str] | None) -> dict:
+    """``["teacher.steps=2000", "supernet.choices=[16,32]"]`` -> ``{"teacher.steps": 2000, ...}``: each value read
+    as JSON when it is JSON (numbers, lists, true/false), else kept as a string."""
+    import json
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. --set teacher.steps=2000")
+        try:
+            out[name.strip()] = json.loads(value)
+        except ValueError:
+            out[name.strip()] = value
+    return out
 
 
 def _cmd_macs(args) -> int:
@@ -78,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute the notebooks through papermill")
     r.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"])
     r.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
-    r.add_argument("--tasks", default="", help="comma-separated tasks for the per-task notebooks (default: "
-                                               "facades,stripes)")
+    r.add_argument("--tasks", "--task", default="", help="comma-separated tasks for the per-task notebooks "
+                                                         "(default: facades,stripes; with --dataset-root: its name)")
+    r.add_argument("--dataset-root", default="", help="a real dataset folder (pix2pix or CycleGAN layout) for the "
+                                                      "per-task notebooks; default: the embedded tasks")
+    r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a preset field for every notebook, e.g. --set teacher.steps=2000 (repeatable)")
     r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
     r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may run before the run fails")
     r.set_defaults(func=_cmd_run)

@@ -210,6 +210,9 @@ def validate(p: Preset) -> None:
             _fail(p, name, value, "a non-negative integer")
     if d.image_size % 4:
         _fail(p, "data.image_size", d.image_size, "a multiple of 4 (the generators down-sample twice by 2)")
+    if d.image_size < 32:
+        _fail(p, "data.image_size", d.image_size, "at least 32 (the 70x70 PatchGAN halves an image three times and "
+                                                 "normalises what is left: below 32x32 that is a single value)")
     if d.load_size and d.load_size < d.image_size:
         _fail(p, "data.load_size", d.load_size, f"0 or at least data.image_size ({d.image_size}), the crop size")
     if not 0 < p.optim.lr:
@@ -288,3 +291,20 @@ def get_preset(name: str, overrides: dict[str, Any] | None = None, task: str | N
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].for_task(task).override(overrides or {})
+
+
+def notebook_preset(name: str, task: str | None = None, dataset_root: str = "",
+                    overrides: dict[str, Any] | None = None) -> Preset:
+    """The preset a notebook's parameters ask for: ``name`` for ``task``, on the real dataset at ``dataset_root``
+    (empty: the embedded task), with ``overrides``. A preset that needs a real dataset stops here, at once, naming the
+    parameter to set and the command that downloads one."""
+    changes = dict(overrides or {})
+    if dataset_root:
+        changes["data.dataset_root"] = str(dataset_root)
+    preset = get_preset(name, changes, task=task)
+    if not preset.data.dataset_root and min(preset.data.n_train, preset.data.n_heldout, preset.data.n_test) < 2:
+        raise ValueError(f"preset {name!r} trains on a real dataset: set the notebook parameter dataset_root to its "
+                         f"folder (or run `python -m gclib run --preset {name} --dataset-root PATH`). Download one "
+                         f"with `python -m gclib data download edges2shoes` (or facades, cityscapes, maps, "
+                         f"horse2zebra), or bring your own in the pix2pix or CycleGAN layout.")
+    return preset

@@ -68,20 +68,33 @@ def _publish(out_dir: Path, preset: str, runtimes: dict, figures_dir, readme, lo
 
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
         timeout: int = 3600, figures_dir: str | Path | None = None, readme: str | Path | None = None,
-        tasks: list[str] | None = None, log=print) -> dict:
+        tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None) -> dict:
     """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected, the per-task ones once for each of
     ``tasks`` (default: both embedded tasks); then write the summary.
 
     Executed copies go to ``out/notebooks``, each notebook's results to ``out/results``, figures to
-    ``out/figures``. A ``laptop`` run also copies the figures to ``figures/`` and refreshes the README's table."""
+    ``out/figures``. A ``laptop`` run also copies the figures to ``figures/`` and refreshes the README's table.
+
+    ``dataset_root``: a real dataset folder for the per-task notebooks (``tasks`` then defaults to its folder name);
+    ``overrides``: preset fields for every notebook, ``{"teacher.steps": 2000}``. Both are checked before any
+    notebook starts."""
+    from .presets import notebook_preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    overrides = dict(overrides or {})
+    if dataset_root:
+        from .data import scan_dataset
+        scan_dataset(dataset_root)
+        tasks = tasks or [Path(dataset_root).resolve().name]
+    for task in tasks or TASKS:      # a bad field, value or missing dataset stops the run here, not in notebook 01
+        notebook_preset(preset, task, dataset_root, overrides)
     out_dir = Path(out) if out else REPO / "runs" / preset
     out_dir = out_dir.resolve()
     runtimes: dict[str, float] = {}
     for path in list_notebooks(only):
         for task in (tasks or TASKS) if takes_task(path) else [None]:
-            parameters = {"preset": preset, "runs_dir": str(out_dir), **({"task": task} if task else {})}
+            parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
+                          **({"task": task, "dataset_root": str(dataset_root)} if task else {})}
             name = f"{path.stem}_{task}" if task else path.stem
             log(f"[gclib run] {name} (preset {preset}) ...")
             t0 = time.perf_counter()

@@ -188,13 +188,13 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 def test_real_dataset_through_load_task(tmp_path):
     root = make_aligned(tmp_path / "fac")
-    cfg = get_preset("smoke", {"data.image_size": 16, "data.load_size": 18, "data.dataset_root": str(root),
+    cfg = get_preset("smoke", {"data.image_size": 32, "data.load_size": 36, "data.dataset_root": str(root),
                                "data.n_heldout": 1})
     splits = gdata.load_task("ignored", cfg)
     assert splits.paired and len(splits.train) == 2 and len(splits.heldout) == 1   # held-out carved from train
-    assert splits.test.A.shape == (3, 3, 16, 16)
+    assert splits.test.A.shape == (3, 3, 32, 32)
     batch = splits.train.batch(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
-    assert batch["A"].shape == (2, 3, 16, 16)                        # random 16x16 crops of the 18x18 resize
+    assert batch["A"].shape == (2, 3, 32, 32)                        # random 32x32 crops of the 36x36 resize
     again = splits.train.batch(torch.tensor([0, 1]), torch.Generator().manual_seed(0))
     assert torch.equal(batch["A"], again["A"])                       # the step's generator fixes the crops
 
@@ -207,7 +207,7 @@ def test_the_held_out_split_is_never_the_test_split(tmp_path):
     held = AlignedFolder(root, "train", holdout=3, part="heldout").files
     rest = AlignedFolder(root, "train", holdout=3, part="train", seed=5).files
     assert len(held) == 3 and not set(held) & set(rest) and sorted(held + rest) == sorted(full)
-    cfg = get_preset("smoke", {"data.image_size": 16, "data.dataset_root": str(root), "data.n_heldout": 3})
+    cfg = get_preset("smoke", {"data.dataset_root": str(root), "data.n_heldout": 3})
     splits = gdata.load_task("shoes", cfg, seed=1)
     assert (len(splits.train), len(splits.heldout), len(splits.test)) == (7, 3, 10)
     # train/val only (val is then the test split): the held-out split still comes from train
@@ -239,7 +239,7 @@ def test_a_bad_folder_is_found_up_front_with_the_file_and_the_fix(tmp_path):
     msg = str(e.value)
     assert "2 of the 7 images" in msg and "1.jpg: unreadable" in msg and "delete or replace it" in msg
     assert "square.png: 16x16" in msg and "trainA" in msg
-    cfg = get_preset("smoke", {"data.image_size": 16, "data.dataset_root": str(root), "data.n_heldout": 1})
+    cfg = get_preset("smoke", {"data.dataset_root": str(root), "data.n_heldout": 1})
     with pytest.raises(DatasetError, match="cannot be used"):
         gdata.load_task("mine", cfg)                       # before any training starts
     (root / "test" / "square.png").unlink()

@@ -55,6 +55,7 @@ def test_presets():
 @pytest.mark.parametrize("field, value, message", [
     ("data.image_size", 0, "data.image_size must be a positive integer, got 0"),
     ("data.image_size", 30, "data.image_size must be a multiple of 4"),
+    ("data.image_size", 16, "data.image_size must be at least 32"),
     ("data.load_size", 20, r"data.load_size must be 0 or at least data.image_size \(32\)"),
     ("teacher.steps", -1, "teacher.steps must be a non-negative integer, got -1"),
     ("student.seeds", (0, -1), "student.seeds must be a non-empty tuple of non-negative integers"),
