@@ -18,6 +18,58 @@ def _cmd_run(args) -> int:
     return 0
 
 
+TRAIN_STAGES = ("teacher", "student", "supernet", "finetune")
+
+
+def _cmd_train(args) -> int:
+    """One stage of the pipeline, trained (or loaded, if it is already in --out) from the command line: what a
+    script or a cluster job runs. Each stage loads (or trains) the ones it starts from."""
+    from pathlib import Path
+
+    import torch
+
+    from . import metrics, stages
+    from .artifacts import ArtifactBusy
+    from .data import EMBEDDED_TASKS, load_task
+    from .families import get_family
+    from .presets import notebook_preset
+    from .recipes.distill import TeacherCache, VARIANTS
+    cfg = notebook_preset(args.preset, args.task, args.dataset_root, parse_settings(args.set))
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(args.out or f"runs/{args.preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_task(args.task, cfg, args.seed)
+    scorer = None
+    if not args.no_eval:   # held-out scores every eval_every steps, as in the notebooks
+        segmenter = metrics.load_segmenter(args.task) if args.task in EMBEDDED_TASKS and not cfg.data.dataset_root \
+            else None
+        scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), segmenter, resamples=0)
+    try:
+        teacher = stages.teacher(cfg, data, out, args.seed, device, scorer)
+        done = teacher
+        if args.stage != "teacher":
+            cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, data.train)
+        if args.stage == "student":
+            if args.variant not in VARIANTS:
+                raise ValueError(f"--variant must be one of {VARIANTS}, not {args.variant!r}")
+            done = stages.student(cfg, data, teacher, args.variant, out, args.seed, device, scorer, cache)
+        elif args.stage in ("supernet", "finetune"):
+            done = stages.supernet(cfg, data, teacher, out, args.seed, device, scorer, cache)
+            if args.stage == "finetune":
+                if not args.config:
+                    raise ValueError("finetune needs --config, the sub-network to fine-tune (e.g. from notebook 04's "
+                                     "runs/<preset>/search_<task>.json)")
+                done = stages.subnet(cfg, data, teacher, args.config, out, cfg.search.finetune_steps,
+                                     start="supernet", supernet=done, seed=args.seed, device=device, cache=cache)
+    except ArtifactBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    art = done.artifact
+    print(f"{args.stage} {'trained' if art.trained_now else 'loaded'}: {art.path} "
+          f"({len(art.history)} steps, {art.training_minutes:.1f} min of training steps)")
+    return 0
+
+
 def parse_settings(items: list[str] | None) -> dict:
     """``["teacher.steps=2000", "supernet.choices=[16,32]"]`` -> ``{"teacher.steps": 2000, ...}``: each value read
     as JSON when it is JSON (numbers, lists, true/false), else kept as a string."""
@@ -104,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
     r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may run before the run fails")
     r.set_defaults(func=_cmd_run)
+
+    t = sub.add_parser("train", help="train (or load) one stage: teacher, student, supernet or finetune")
+    t.add_argument("stage", choices=TRAIN_STAGES)
+    t.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"])
+    t.add_argument("--task", default="facades", help="an embedded task, or the name of the --dataset-root dataset")
+    t.add_argument("--dataset-root", default="", help="a real dataset folder (pix2pix or CycleGAN layout)")
+    t.add_argument("--out", default=None, help="runs folder (default runs/PRESET)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a preset field")
+    t.add_argument("--variant", default="features", help="student: alone, init, output or features (default)")
+    t.add_argument("--config", default="", help="finetune: the sub-network, e.g. 16_16_24_16_32_64_16_24")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--no-eval", action="store_true", help="skip the periodic held-out evaluation")
+    t.set_defaults(func=_cmd_train)
 
     m = sub.add_parser("macs", help="MACs and parameters of the teacher or a sub-network config")
     m.add_argument("model", help="'teacher' or an 8-entry config such as 16_16_24_16_32_64_16_24")

@@ -189,3 +189,22 @@ def test_seed_comparisons_read_gaps_against_the_larger_spread_and_know_which_way
     assert not report.within_teacher_spread([12.5, 12.7], [10.0, 12.0], "fid")
     assert report.within_teacher_spread([0.85], [0.84, 0.86], "mIoU") and not report.within_teacher_spread(
         [0.83], [0.84, 0.86], "mIoU")
+
+
+@pytest.mark.slow
+def test_cli_train_runs_each_stage_and_loads_what_it_trained(tmp_path, capsys):
+    tiny = ["--set", "teacher.steps=2", "--set", "student.steps=2", "--set", "supernet.steps=2",
+            "--set", "search.finetune_steps=2", "--set", "data.n_train=8", "--set", "data.n_heldout=4",
+            "--set", "data.n_test=4", "--no-eval", "--out", str(tmp_path)]
+    assert main(["train", "teacher", "--preset", "smoke", *tiny]) == 0
+    assert "teacher trained" in capsys.readouterr().out
+    assert main(["train", "student", "--preset", "smoke", "--variant", "output", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "student trained" in out and "_output_" in out
+    assert main(["train", "finetune", "--preset", "smoke", "--config", "4_4_4_4_4_4_4_4", *tiny]) == 0
+    assert "finetune trained" in capsys.readouterr().out
+    assert [p.name.count(".") for p in tmp_path.glob("supernet_facades_s0_*.pt")].count(1) == 1   # its supernet first
+    assert main(["train", "teacher", "--preset", "smoke", *tiny]) == 0
+    assert "teacher loaded" in capsys.readouterr().out
+    assert main(["train", "finetune", "--preset", "smoke", *tiny]) == 2
+    assert "needs --config" in capsys.readouterr().err
