@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -36,6 +37,15 @@ def _cmd_train(args) -> int:
     from .recipes.distill import TeacherCache, VARIANTS
     cfg = notebook_preset(args.preset, args.task, args.dataset_root, parse_settings(args.set))
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, world_size = _start_distributed(device)
+    if world_size > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+            torch.cuda.set_device(device)
+        if rank == 0:
+            print(f"{world_size} processes (torchrun): each step's batch of {cfg.data.batch_size} images is split "
+                  f"{cfg.data.batch_size // max(1, world_size)} per process; the effective batch stays "
+                  f"{cfg.data.batch_size}")
     out = Path(args.out or f"runs/{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     data = load_task(args.task, cfg, args.seed)
@@ -64,10 +74,25 @@ def _cmd_train(args) -> int:
     except ArtifactBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if world_size > 1:
+            import torch.distributed as dist
+            dist.destroy_process_group()
     art = done.artifact
-    print(f"{args.stage} {'trained' if art.trained_now else 'loaded'}: {art.path} "
-          f"({len(art.history)} steps, {art.training_minutes:.1f} min of training steps)")
+    if rank == 0:
+        print(f"{args.stage} {'trained' if art.trained_now else 'loaded'}: {art.path} "
+              f"({len(art.history)} steps, {art.training_minutes:.1f} min of training steps)")
     return 0
+
+
+def _start_distributed(device) -> tuple[int, int]:
+    """Under ``torchrun`` (WORLD_SIZE > 1 in the environment): join the process group, NCCL on GPUs, gloo on CPUs."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    import torch.distributed as dist
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def parse_settings(items: list[str] | None) -> dict:

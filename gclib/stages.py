@@ -34,7 +34,7 @@ from .recipes.distill import (TEACHERLESS, VARIANTS, DistillTrainer, TeacherCach
                               init_mappings_as_selection)
 from .recipes.once_for_all import SupernetTrainer, elastic_mappings
 from .recipes.teacher import CycleGANTrainer, discriminator, teacher_config, teacher_nets, trainer_for
-from .recipes.trainer import EvalFn, Trainer, from_preset
+from .recipes.trainer import EvalFn, Trainer, from_preset, world
 
 
 @dataclass(frozen=True)
@@ -87,19 +87,22 @@ class Trained(NamedTuple):
     artifact: Artifact
 
 
-def read_artifact(path: Path, stage: Stage) -> Artifact | None:
-    """The finished artifact at ``path`` if it is this stage's; an unreadable or foreign file is set aside."""
+def read_artifact(path: Path, stage: Stage, tidy: bool = True) -> Artifact | None:
+    """The finished artifact at ``path`` if it is this stage's; an unreadable or foreign file is set aside (with
+    ``tidy``; the other processes of a torchrun leave that to the first)."""
     if not path.exists():
         return None
     try:
         content = load_artifact(path)
     except Exception as e:
-        moved = set_aside(path, "unreadable")
-        print(f"could not read {path.name} ({type(e).__name__}: {e}); set aside as {moved.name}")
+        if tidy:
+            moved = set_aside(path, "unreadable")
+            print(f"could not read {path.name} ({type(e).__name__}: {e}); set aside as {moved.name}")
         return None
     if content.get("stage", {}).get("key") != stage.key:
-        moved = set_aside(path, "stale")
-        print(f"{path.name} holds another stage's weights; set aside as {moved.name}")
+        if tidy:
+            moved = set_aside(path, "stale")
+            print(f"{path.name} holds another stage's weights; set aside as {moved.name}")
         return None
     return Artifact(content["stage"], path, content["weights"], content["history"], content["evals"], False)
 
@@ -112,6 +115,9 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
     ``train`` is the training split; ``eval_fn`` scores the generator on held-out data during training;
     ``speed_ups``: the preset's training speed-ups (how steps are computed; not part of the key)."""
     path = Path(runs_dir) / stage.filename
+    rank, world_size = world()
+    if world_size > 1:   # torchrun: every process trains its shard; the first alone tidies, locks and writes
+        return _load_or_train_distributed(stage, path, rank, make_trainer, train, eval_fn, progress, speed_ups)
     found = read_artifact(path, stage)
     if found is not None:
         return found
@@ -124,6 +130,28 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
         weights = trainer.final_weights()
         save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
                              "evals": trainer.evals})
+    return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True)
+
+
+def _load_or_train_distributed(stage: Stage, path: Path, rank: int, make_trainer, train, eval_fn, progress,
+                               speed_ups) -> Artifact:
+    import contextlib
+
+    import torch.distributed as dist
+    found = read_artifact(path, stage) if rank == 0 else None
+    done = torch.tensor([found is not None], dtype=torch.int64, device="cuda" if dist.get_backend() == "nccl" else None)
+    dist.broadcast(done, 0)                 # all processes load, or all train: never some of each
+    if done.item():
+        dist.barrier()
+        return found if rank == 0 else read_artifact(path, stage, tidy=False)
+    with artifact_lock(path) if rank == 0 else contextlib.nullcontext():
+        trainer = make_trainer(path.with_suffix(".train.pt")).speed_up(speed_ups)
+        trainer.fit(train, eval_fn, progress=progress)
+        weights = trainer.final_weights()
+        if rank == 0:
+            save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
+                                 "evals": trainer.evals})
+    dist.barrier()
     return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True)
 
 

@@ -75,7 +75,27 @@ def init_mappings_as_selection(mappings: nn.ModuleList, selections: list[torch.T
 def distill_loss(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
                  mappings: nn.ModuleList) -> torch.Tensor:
     """sum_i MSE(M_i(S_i), T_i); each S_i (B, C_s, h, w), T_i (B, C_t, h, w)."""
-    return sum(nn.functional.mse_loss(m(s), t) for m, s, t in zip(mappings, student_feats, teacher_feats))
+    return mapped_distill_loss([m(s) for m, s in zip(mappings, student_feats)], teacher_feats)
+
+
+class MappedStudent(nn.Module):
+    """The student and its mapping convs as one module: ``forward(A) -> (G_s(A), [M_i(S_i)])``, the mapped features
+    in the teacher's widths. One module, so that under torchrun a single DistributedDataParallel averages the
+    gradients of both."""
+
+    def __init__(self, G: nn.Module, maps: nn.ModuleList, points: list[str]):
+        super().__init__()
+        self.G, self.maps, self.points = G, maps, list(points)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        with FeatureTaps(self.G, self.points) as taps:
+            out = self.G(x)
+        return out, [m(f) for m, f in zip(self.maps, taps.features)]
+
+
+def mapped_distill_loss(mapped: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+    """sum_i MSE(M_i(S_i), T_i) of features already mapped to the teacher's widths."""
+    return sum(nn.functional.mse_loss(m, t) for m, t in zip(mapped, teacher_feats))
 
 
 @dataclass
@@ -163,6 +183,13 @@ class DistillTrainer(Trainer):
         set_requires_grad([self.teacher], False)
         self.uses_teacher = cfg.recon_target == "teacher" or cfg.lambda_distill > 0
         self.cache = cache
+        self.student = MappedStudent(self.nets["G"], self.nets["maps"], self.family.distill_points(self.nets["G"]))
+
+    def parallel_modules(self) -> dict[str, nn.Module]:
+        return {"student": self.student, "D": self.nets["D"]}
+
+    def unused_parameters(self, name: str) -> bool:
+        return name == "student" and self.cfg.lambda_distill == 0   # the mapping convs then get no gradient
 
     def build_optimizers(self):
         betas = (self.cfg.beta1, 0.999)
@@ -183,13 +210,12 @@ class DistillTrainer(Trainer):
         return out, taps.features
 
     def train_step(self, batch, g):
-        G, D, maps = self.nets["G"], self.nets["D"], self.nets["maps"]
+        student, D = self.net("student"), self.net("D")  # or their DDP wrappers under torchrun
         cfg, gan = self.cfg, GANLoss(self.cfg.gan_mode)
         real_a = batch["A"]
         distill = cfg.lambda_distill > 0
         teacher_out, teacher_feats = self.teacher_signals(batch)
-        with FeatureTaps(G, self.family.distill_points(G)) as s_taps:
-            fake = G(real_a)
+        fake, mapped = student(real_a)                   # G_s(A), [M_i(S_i)]
         target = batch["B"] if cfg.recon_target == "real" else teacher_out
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
@@ -205,7 +231,7 @@ class DistillTrainer(Trainer):
         # l_recon * |G_s(A) - target|_1
         loss_recon = nn.functional.l1_loss(fake, target)
         # l_distill * sum_i MSE(M_i(S_i), T_i)
-        loss_distill = distill_loss(s_taps.features, teacher_feats, maps) if distill else fake.new_zeros(())
+        loss_distill = mapped_distill_loss(mapped, teacher_feats) if distill else fake.new_zeros(())
         loss_g = loss_gan + cfg.lambda_recon * loss_recon + cfg.lambda_distill * loss_distill
         loss_g.backward()
         self.optimizers["D"].step()                        # both step after both losses (the official order)

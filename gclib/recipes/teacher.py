@@ -41,7 +41,7 @@ class Pix2PixTrainer(Trainer):
                 "D": torch.optim.Adam(self.nets["D"].parameters(), lr=self.cfg.lr, betas=betas)}
 
     def train_step(self, batch, g):
-        G, D = self.nets["G"], self.nets["D"]
+        G, D = self.net("G"), self.net("D")             # the networks, or their DDP wrappers under torchrun
         gan = GANLoss(self.cfg.gan_mode)
         real_a, real_b = batch["A"], batch["B"]          # (B, 3, H, W) each
         fake_b = G(real_a)
@@ -101,7 +101,7 @@ class CycleGANTrainer(Trainer):
         self.pool_a.images, self.pool_b.images = list(state["pools"]["A"]), list(state["pools"]["B"])
 
     def train_step(self, batch, g):
-        G_A, G_B, D_A, D_B = (self.nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
+        G_A, G_B, D_A, D_B = (self.net(k) for k in ("G_A", "G_B", "D_A", "D_B"))
         gan = GANLoss(self.cfg.gan_mode)
         real_a, real_b = batch["A"], batch["B"]
         lc, li = self.cfg.lambda_cycle, self.cfg.lambda_identity

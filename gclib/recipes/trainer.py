@@ -77,6 +77,24 @@ def sample_batch(train, step: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return train.batch(perm[offset:offset + cfg.batch_size], step_generator(cfg.seed, step))
 
 
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of this training: (0, 1) unless ``torchrun`` started it and the process group is
+    initialised (``python -m gclib train`` does that)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard(batch: dict[str, torch.Tensor], rank: int, world_size: int) -> dict[str, torch.Tensor]:
+    """This process's share of a step's global batch: every ``world_size``-th image from ``rank`` on (the split a
+    DistributedSampler makes of an epoch, made of each step's batch, so the global batch of a step is the same for
+    any number of processes)."""
+    if world_size == 1:
+        return batch
+    return {k: v[rank::world_size] if torch.is_tensor(v) and v.dim() > 0 else v for k, v in batch.items()}
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -119,6 +137,39 @@ class Trainer:
         self.optimizers = self.build_optimizers()
         self.step, self.history, self.evals = 0, [], []
         self.memory_format = torch.contiguous_format
+        self.rank, self.world_size = world()
+        self.parallel: dict[str, nn.Module] = {}   # DistributedDataParallel wrappers, under torchrun only
+
+    def distribute(self) -> "Trainer":
+        """Under ``torchrun``: wrap every trained network in DistributedDataParallel, which averages the gradients
+        of all processes at each backward pass (each process holding one shard of the step's batch). The plain
+        networks stay in ``nets`` (checkpoints keep their keys); forward passes go through :meth:`net`."""
+        if self.world_size == 1:
+            return self
+        if self.cfg.batch_size % self.world_size:
+            raise ValueError(f"the batch of {self.cfg.batch_size} images does not split evenly over "
+                             f"{self.world_size} processes: choose data.batch_size a multiple of {self.world_size}")
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        for name, module in self.parallel_modules().items():
+            self.parallel[name] = DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False,
+                                                          find_unused_parameters=self.unused_parameters(name))
+        return self
+
+    def parallel_modules(self) -> dict[str, nn.Module]:
+        """The modules whose forward passes train parameters (a recipe may combine networks, see DistillTrainer)."""
+        return {k: v for k, v in self.nets.items() if type(v).forward is not nn.Module.forward
+                and any(p.requires_grad for p in v.parameters())}
+
+    def unused_parameters(self, name: str) -> bool:
+        """Whether some parameters of ``parallel_modules()[name]`` get no gradient at a step (DDP must then look)."""
+        return False
+
+    def net(self, name: str) -> nn.Module:
+        """The module to call for a forward pass: its DistributedDataParallel wrapper under torchrun, else itself."""
+        if name in self.parallel:
+            return self.parallel[name]
+        return self.nets[name] if name in self.nets else self.parallel_modules()[name]
 
     def speed_up(self, techniques: tuple[str, ...] | list[str]) -> "Trainer":
         """Apply training speed-ups in place (none changes what is computed, only how; ``python -m gclib bench
@@ -195,6 +246,30 @@ class Trainer:
         self.load_state(state)
         return True
 
+    def _resume_in_turn(self) -> bool:
+        """Rank 0 resumes first (and alone sets aside a checkpoint of other settings); then the others read."""
+        if self.world_size == 1:
+            return self.resume()
+        import torch.distributed as dist
+        resumed = self.resume() if self.rank == 0 else False
+        dist.barrier()
+        if self.rank != 0 and self.ckpt_path.exists():
+            state = load_artifact(self.ckpt_path, self.device)
+            if state.get("stage", {}).get("key") == self.stage.get("key"):
+                self.load_state(state)
+                resumed = True
+        return resumed
+
+    def _agreed(self, signum: int | None) -> int | None:
+        """A stop signal seen by any process stops them all after the same step (else the others would wait for it
+        forever in their next gradient exchange)."""
+        if self.world_size == 1:
+            return signum
+        import torch.distributed as dist
+        flag = torch.tensor([signum or 0], dtype=torch.int64, device=self.device if self.device.type == "cuda" else None)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
+
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Images to the training device (and memory format); indices and flags stay where they are."""
         return {k: v.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -206,25 +281,27 @@ class Trainer:
         """Train up to ``cfg.steps`` (or ``stop_at``) on the training split ``train``, resuming if a checkpoint
         exists. Ctrl-C or SIGTERM lets the running step finish, saves, then raises ``KeyboardInterrupt``: the next
         ``fit`` continues exactly where this one stopped."""
-        if self.resume() and progress:
+        if self._resume_in_turn() and progress and self.rank == 0:
             print(f"resumed {self.ckpt_path.name} at step {self.step}")
+        self.distribute()
         end = min(self.cfg.steps, stop_at) if stop_at is not None else self.cfg.steps
         bar = tqdm(range(self.step, end), initial=self.step, total=self.cfg.steps, desc=type(self).__name__,
-                   disable=not progress)
+                   disable=not progress or self.rank != 0)
         try:
             with _deferred_stop() as stopped:
                 for step in bar:
                     _set_lr(list(self.optimizers.values()), lr_at(step, self.cfg))
-                    batch = sample_batch(train, step, self.cfg)
+                    batch = shard(sample_batch(train, step, self.cfg), self.rank, self.world_size)
                     t0 = time.perf_counter()
                     losses = self.train_step(self.to_device(batch), step_generator(self.cfg.seed, step))
                     self.history.append({"step": step, "seconds": time.perf_counter() - t0, **losses})
                     self.step = step + 1
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
-                    if eval_fn is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                    if eval_fn is not None and self.rank == 0 and (self.step % self.cfg.eval_every == 0
+                                                                   or self.step == self.cfg.steps):
                         self.evals.append({"step": self.step, **eval_fn(self.generator)})
-                    signum = stopped()  # read once: a signal between two reads must not skip the save
-                    if signum or self.step % self.cfg.ckpt_every == 0 or self.step == end:
+                    signum = self._agreed(stopped())  # read once: a signal between two reads must not skip the save
+                    if self.rank == 0 and (signum or self.step % self.cfg.ckpt_every == 0 or self.step == end):
                         self.save()
                     if signum:
                         name = signal.Signals(signum).name
