@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from .presets import PRESETS
+
 
 def _cmd_run(args) -> int:
     from .artifacts import ArtifactBusy
@@ -149,8 +151,8 @@ def _cmd_bench(args) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if args.train:
         techniques = args.techniques.split(",") if args.techniques else ["eager", "channels_last", "fused_adam",
-                                                                         "compile"]
-        train_throughput(args.preset, techniques, repeats=args.repeats or 5, device=device)
+                                                                         "compile", "preset"]
+        train_throughput(args.preset, techniques, repeats=args.repeats or 5, device=device, task=args.task or None)
         return 0
     compressed = args.compressed
     if compressed.endswith(".json"):  # notebook 04's search_<task>.json: its searched, exported sub-network
@@ -170,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="execute the notebooks through papermill")
-    r.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"])
+    r.add_argument("--preset", default="laptop", choices=sorted(PRESETS))
     r.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
     r.add_argument("--tasks", "--task", default="", help="comma-separated tasks for the per-task notebooks "
                                                          "(default: facades,stripes; with --dataset-root: its name)")
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train (or load) one stage: teacher, student, supernet or finetune")
     t.add_argument("stage", choices=TRAIN_STAGES)
-    t.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"])
+    t.add_argument("--preset", default="laptop", choices=sorted(PRESETS))
     t.add_argument("--task", default="facades", help="an embedded task, or the name of the --dataset-root dataset")
     t.add_argument("--dataset-root", default="", help="a real dataset folder (pix2pix or CycleGAN layout)")
     t.add_argument("--out", default=None, help="runs folder (default runs/PRESET)")
@@ -213,14 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto", help="auto, cpu or cuda")
     b.add_argument("--techniques", default="",
                    help="comma-separated; inference (default): eager, channels_last, torchscript, compile, "
-                        "onnxruntime; with --train (default): eager, channels_last, fused_adam, compile")
+                        "onnxruntime; with --train (default): eager, channels_last, fused_adam, compile, preset (the "
+                        "preset's speed_ups together); also bf16, cudnn_benchmark")
     b.add_argument("--repeats", type=int, default=None,
                    help="timed runs per measurement after warm-up (default 20; with --train 5 steps)")
     b.add_argument("--train", action="store_true",
                    help="training throughput instead: images/s of the teacher (pix2pix, CycleGAN), student "
                         "distillation and supernet steps at --preset's size and batch, eager and with each speed-up")
-    b.add_argument("--preset", default="laptop", choices=["smoke", "laptop", "paper"],
+    b.add_argument("--preset", default="laptop", choices=sorted(PRESETS),
                    help="with --train: the preset whose image size, batch and widths are measured")
+    b.add_argument("--task", default="", help="with --train: the preset's changes for this task (e.g. stripes)")
     b.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's choice)")
     b.set_defaults(func=_cmd_bench)
 

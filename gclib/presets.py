@@ -2,6 +2,7 @@
 
 - ``smoke``:  the whole suite in minutes on 2 CPU cores (CI, nbval). Numbers are meaningless, only the plumbing runs.
 - ``laptop``: 2 CPU cores at 32x32, big enough to show the paper's claims in miniature.
+- ``gpu``:    the embedded tasks at the paper's 256x256 on one GPU (bf16, channels_last), about half an hour.
 - ``paper``:  the paper's hyper-parameters at 256x256 on real datasets; for a GPU.
 
 A preset is made of one small part per pipeline stage (data, optimiser, teacher, student, supernet, search,
@@ -101,7 +102,7 @@ SAMPLERS = ("uniform", "sandwich")   # supernet.sampler
 D_NORMS = ("instance", "none")   # the discriminator normalisations a preset may choose (teacher.d_norm)
 # Training speed-ups a preset may apply to every stage (see Trainer.speed_up; `python -m gclib bench --train`
 # measures which pay on a machine).
-SPEED_UPS = ("channels_last", "compile", "fused_adam")
+SPEED_UPS = ("channels_last", "compile", "fused_adam", "bf16", "cudnn_benchmark")
 
 TOP_FIELDS = ("eval_every", "ckpt_every", "family", "speed_ups")   # the preset fields outside any part
 
@@ -272,6 +273,21 @@ PRESETS: dict[str, Preset] = {
                            "data.batch_size": 4, "student.ngf": 8,
                            "supernet.choices": (8, 12, 16, 24, 32), "supernet.unpaired_choices": (8, 12, 16, 24, 32),
                            "search.budget_widths": (8, 12, 16)}}),
+    "gpu": Preset(
+        # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
+        # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's
+        # algorithm search. Target: the whole suite within 30 minutes on an H100-class card and 16 GB of GPU memory
+        # (the teacher cache is skipped at this size: the teacher runs at every distillation step).
+        name="gpu", eval_every=500, ckpt_every=500,
+        speed_ups=("channels_last", "fused_adam", "bf16", "cudnn_benchmark"),
+        data=DataPart(image_size=256, n_train=800, n_heldout=500, n_test=500, batch_size=16),
+        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=2000, seeds=(0, 1)),
+        student=StudentPart(ngf=20, steps=2000, seeds=(0, 1)),
+        supernet=SupernetPart(choices=(16, 20, 24, 32, 40, 48), unpaired_choices=(16, 20, 24, 32, 40, 48),
+                              steps=6000, rank_configs=10, standalone_steps=1000),
+        search=SearchPart(budget_widths=(16, 20, 24), population=50, generations=10, finetune_steps=2000),
+        profiling=ProfilingPart(resolutions=(128, 256, 512), batches=(1, 8, 32), repeats=30, random_configs=60),
+        tasks={"stripes": {"data.batch_size": 4, "teacher.steps": 3000}}),
     "paper": Preset(
         name="paper", eval_every=5000, ckpt_every=2000,
         data=DataPart(image_size=256, n_train=0, n_heldout=0, n_test=0, batch_size=1, load_size=286),

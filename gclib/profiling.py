@@ -357,11 +357,13 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
 
 
 def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = ("eager", "channels_last", "fused_adam",
-                                                                          "compile"),
+                                                                          "compile", "preset"),
                      steps: tuple[str, ...] = TRAINED_STEPS, repeats: int = 5, warmup: int = 2,
-                     device: str | torch.device = "cpu", family: str = "resnet", log=print) -> list[dict]:
+                     device: str | torch.device = "cpu", family: str = "resnet", log=print,
+                     task: str | None = None) -> list[dict]:
     """Images per second of each kind of training step at ``preset``'s size and batch, eager and with each speed-up
-    of :meth:`gclib.recipes.trainer.Trainer.speed_up`. A step is the whole update (forward, backward, both
+    of :meth:`gclib.recipes.trainer.Trainer.speed_up`, and with the preset's own ``speed_ups`` together ("preset";
+    ``task``: the preset's changes for that task). A step is the whole update (forward, backward, both
     optimisers) on one batch; the distillation and supernet steps read the teacher from its cache as the notebooks
     do. Returns the rows printed (median seconds per step, images/s, time relative to eager)."""
     import tempfile
@@ -369,10 +371,12 @@ def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = ("eag
     from .families import get_family
     from .presets import get_preset
     from .recipes.trainer import TRAIN_TECHNIQUES, step_generator
-    p, fam, device = get_preset(preset), get_family(family), torch.device(device)
-    bad = [t for t in techniques if t not in TRAIN_TECHNIQUES] + [s for s in steps if s not in TRAINED_STEPS]
+    p, fam, device = get_preset(preset, task=task), get_family(family), torch.device(device)
+    bad = [t for t in techniques if t not in TRAIN_TECHNIQUES + ("preset",)] + [s for s in steps
+                                                                                 if s not in TRAINED_STEPS]
     if bad:
-        raise ValueError(f"unknown {bad}; techniques: {TRAIN_TECHNIQUES}; steps: {TRAINED_STEPS}")
+        raise ValueError(f"unknown {bad}; techniques: {TRAIN_TECHNIQUES} or 'preset' (the preset's speed_ups "
+                         f"together); steps: {TRAINED_STEPS}")
     size, bs = p.data.image_size, p.data.batch_size
     log(f"device: {_device_name(device)}; preset {preset}: batch {bs} of "
         f"{size}x{size}; median of {repeats} steps after {warmup} warm-up steps")
@@ -387,11 +391,12 @@ def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = ("eag
             for technique in techniques:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(0)
-                    trainer = make[name]().speed_up([technique] if technique != "eager" else [])
+                    chosen = {"eager": [], "preset": list(p.speed_ups)}.get(technique, [technique])
+                    trainer = make[name]().speed_up(chosen)
                 times = []
                 for i in range(warmup + repeats):
                     t0 = time.perf_counter()
-                    trainer.train_step(trainer.to_device(batch), step_generator(0, i))
+                    trainer.step_once(batch, step_generator(0, i))
                     _sync(device)
                     times.append(time.perf_counter() - t0)
                 seconds = statistics.median(times[warmup:])

@@ -104,6 +104,8 @@ def test_training_with_the_cache_matches_training_without(tmp_path):
     plain = _trainer(tmp_path / "a", True, "features").fit(data, progress=False)
     cached = _trainer(tmp_path / "b", True, "features")
     cached.cache = TeacherCache.for_split(RESNET, cached.teacher, data, progress=False)
+    assert cached.cache is not None
+    assert TeacherCache.for_split(RESNET, cached.teacher, data, progress=False, max_bytes=1000) is None  # too big
     cached.fit(data, progress=False)
     for h1, h2 in zip(plain.history, cached.history):
         assert h1["G_recon"] == pytest.approx(h2["G_recon"], rel=1e-4)

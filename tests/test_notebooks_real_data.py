@@ -60,3 +60,16 @@ def test_run_checks_its_settings_and_dataset_before_any_notebook(tmp_path, capsy
     assert main(["run", "--preset", "smoke", "--dataset-root", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "notebooks").exists()                                  # nothing ran
+
+
+@pytest.mark.slow
+def test_the_gpu_preset_runs_at_tiny_size_on_the_cpu(tmp_path):
+    """Its GPU settings (bf16 autocast, channels_last, cuDNN benchmark, fused Adam) exercised on the CPU, tiny."""
+    tiny = {"data.image_size": 32, "data.n_train": 16, "data.n_heldout": 8, "data.n_test": 8, "data.batch_size": 4,
+            "teacher.steps": 3, "teacher.seeds": "[0]", "student.steps": 3, "student.seeds": "[0]", "eval_every": 3,
+            "teacher.ngf": 16, "teacher.n_blocks": 3, "teacher.ndf": 16, "student.ngf": 8,
+            "supernet.choices": "[8,16]", "supernet.unpaired_choices": "[8,16]", "search.budget_widths": "[8]"}
+    args = [a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]
+    assert main(["run", "--preset", "gpu", "--only", "01,02", "--tasks", "facades", "--out", str(tmp_path), *args]) == 0
+    record = json.loads((tmp_path / "results" / "02_distillation_facades.json").read_text())
+    assert record["preset"] == "gpu" and record["resolution"] == 32

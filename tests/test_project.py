@@ -39,7 +39,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_presets():
-    assert set(PRESETS) == {"smoke", "laptop", "paper"}
+    assert set(PRESETS) == {"smoke", "laptop", "gpu", "paper"}
     assert PRESETS["paper"].data.image_size == 256 and PRESETS["paper"].teacher.ngf == 64
     assert PRESETS["paper"].supernet.unpaired_choices == (16, 24, 32, 48, 64)          # Fast CycleGAN's set
     assert PRESETS["smoke"].teacher.steps < PRESETS["laptop"].teacher.steps

@@ -153,10 +153,23 @@ class TeacherCache:
             self.features.append([torch.cat([f[p] for f in feats]) for p in range(len(feats[0]))])
 
     @classmethod
-    def for_split(cls, family, teacher: nn.Module, train, progress: bool = True) -> "TeacherCache | None":
+    def for_split(cls, family, teacher: nn.Module, train, progress: bool = True, max_bytes: int = 2 << 30
+                  ) -> "TeacherCache | None":
+        """The cache of an in-memory training split, or None (the teacher then runs at every step) for data read
+        from disk or when the cache would take more than ``max_bytes`` (e.g. 800 images at 256x256: 13 GB)."""
         if not train.in_memory:
             return None
-        return cls(teacher, family.distill_points(teacher), train.A, progress=progress)
+        points = family.distill_points(teacher)
+        with torch.no_grad(), FeatureTaps(teacher, points) as taps:
+            out = teacher(train.A[:1].to(next(teacher.parameters()).device))
+        per_image = out.numel() + sum(f.numel() for f in taps.features)
+        need = 2 * len(train.A) * per_image * 2            # both flips, float16
+        if need > max_bytes:
+            if progress:
+                print(f"teacher cache skipped: it would take {need / 2**30:.1f} GiB (limit {max_bytes / 2**30:.1f}); "
+                      f"the teacher runs at every distillation step instead")
+            return None
+        return cls(teacher, points, train.A, progress=progress)
 
     def lookup(self, index: torch.Tensor, flipped: torch.Tensor, device) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The teacher's output and features for training images ``index`` with their flips."""
