@@ -63,6 +63,10 @@ class StudentPart:
     ngf: int = 32              # mobile student width (ngf 32 costs 4.93 G MACs at 256x256, 11.5x less)
     steps: int = 500
     seeds: tuple = (0,)        # the experiment of notebook 02 is repeated for each seed (offsets to the seed)
+    # the distillation weights of students, supernets and fine-tuning; 0: the recipe's (paired: recon 100,
+    # distill 1; unpaired: recon 10, distill 0.01). The official map2sat uses the unpaired ones on a paired task.
+    lambda_recon: float = 0.0
+    lambda_distill: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ class SearchPart:
     parent_fraction: float = 0.25
     mutation_prob: float = 0.2
     finetune_steps: int = 300  # distillation steps for the searched winner (and its uniform rival)
+    # children per generation (0, 0: the population refilled half by mutation, half by crossover; the official
+    # search keeps 25 parents and adds 50 mutated and 50 crossed-over children)
+    mutation_children: int = 0
+    crossover_children: int = 0
+    first_weights: tuple = ()  # how likely each width (in choice order) is in the first generation; (): uniform
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,15 @@ def validate(p: Preset) -> None:
             _fail(p, "search.budget_widths", p.search.budget_widths, f"widths in supernet.{name} {choices}")
     if not 0 < p.search.parent_fraction < 1:
         _fail(p, "search.parent_fraction", p.search.parent_fraction, "between 0 and 1")
+    for name, value in (("search.mutation_children", p.search.mutation_children),
+                        ("search.crossover_children", p.search.crossover_children)):
+        if not isinstance(value, int) or value < 0:
+            _fail(p, name, value, "a non-negative integer")
+    if p.search.first_weights and (any(w < 0 for w in p.search.first_weights) or not sum(p.search.first_weights)):
+        _fail(p, "search.first_weights", p.search.first_weights, "non-negative weights, not all 0")
+    if p.student.lambda_recon < 0 or p.student.lambda_distill < 0:
+        _fail(p, "student.lambda_recon/lambda_distill", (p.student.lambda_recon, p.student.lambda_distill),
+              "non-negative (0: the recipe's)")
     if not 0 <= p.search.mutation_prob <= 1:
         _fail(p, "search.mutation_prob", p.search.mutation_prob, "between 0 and 1")
     if not p.profiling.resolutions or any(r < 8 or r % 4 for r in p.profiling.resolutions):
@@ -296,8 +314,25 @@ PRESETS: dict[str, Preset] = {
         supernet=SupernetPart(choices=(16, 24, 32, 40, 48, 56, 64), unpaired_choices=(16, 24, 32, 48, 64),
                               steps=200 * 400, rank_configs=5, standalone_steps=100 * 400),
         search=SearchPart(budget_widths=(24, 32, 48), population=100, generations=10, mutation_prob=0.3,
-                          finetune_steps=100 * 400),
-        profiling=ProfilingPart(resolutions=(64, 128, 256, 512), batches=(1, 8), repeats=30, random_configs=60)),
+                          parent_fraction=0.25, finetune_steps=100 * 400),
+        profiling=ProfilingPart(resolutions=(64, 128, 256, 512), batches=(1, 8), repeats=30, random_configs=60),
+        # The official per-dataset settings (mit-han-lab/gan-compression's training scripts): pix2pix tasks judge with
+        # a 128-wide PatchGAN, edges2shoes trains in batches of 4, the learning rate decays over the last 50% (horse2zebra),
+        # 75% (edges2shoes), 60% (cityscapes) or 67% (maps) of the steps, map2sat distils with CycleGAN's weights, and
+        # the evolution keeps 25 parents and adds 50 mutated and 50 crossed-over children per generation
+        # (horse2zebra: mutation 0.4, a first generation that favours narrow widths).
+        tasks={
+            "edges2shoes": {"teacher.ndf": 128, "data.batch_size": 4, "optim.decay_fraction": 0.75,
+                            "search.mutation_children": 50, "search.crossover_children": 50},
+            "cityscapes": {"teacher.ndf": 128, "optim.decay_fraction": 0.6,
+                           "search.mutation_children": 50, "search.crossover_children": 50},
+            "maps": {"teacher.ndf": 128, "optim.decay_fraction": 0.67, "student.lambda_recon": 10.0,
+                     "student.lambda_distill": 0.01, "search.mutation_children": 50, "search.crossover_children": 50},
+            "facades": {"teacher.ndf": 128, "search.mutation_children": 50, "search.crossover_children": 50},
+            "horse2zebra": {"optim.decay_fraction": 0.5, "search.mutation_prob": 0.4,
+                            "search.mutation_children": 50, "search.crossover_children": 50,
+                            "search.first_weights": (0.27, 0.23, 0.20, 0.17, 0.13)},
+        }),
 }
 
 

@@ -8,7 +8,7 @@ network. Nothing here knows a family's layers.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import Callable, Sequence
 
 from .families.base import ConfigSpace, encode
 
@@ -48,11 +48,15 @@ def brute_force(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs:
 
 def evolution(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: float, population: int = 100,
               generations: int = 10, parent_fraction: float = 0.25, mutation_prob: float = 0.2, seed: int = 0,
-              progress: bool = True) -> list[dict]:
-    """Evolutionary search (Fast GAN Compression): keep the best ``parent_fraction`` of the population, fill the rest
-    half by mutation (each entry resampled with ``mutation_prob``) and half by crossover (each entry from one of two
-    parents); any candidate over the budget is resampled. Scores are cached by config string, so a config is never
-    evaluated twice. Returns every evaluated ``{'config', 'macs', 'score', 'generation'}``, best first."""
+              progress: bool = True, mutation_children: int = 0, crossover_children: int = 0,
+              first_weights: Sequence[float] = ()) -> list[dict]:
+    """Evolutionary search (Fast GAN Compression): keep the best ``parent_fraction`` of the population, add children
+    by mutation (each entry resampled with ``mutation_prob``) and by crossover (each entry from one of two parents);
+    any candidate over the budget is resampled. By default the children refill the population, half of each kind;
+    ``mutation_children`` / ``crossover_children`` set their numbers instead (the official search: 25 parents, 50 + 50
+    children). ``first_weights``: how likely each width (in choice order) is in the first, random generation.
+    Scores are cached by config string, so a config is never evaluated twice. Returns every evaluated
+    ``{'config', 'macs', 'score', 'generation'}``, best first."""
     from tqdm.auto import tqdm
     check_budget(budget_macs, space, macs)
     rng = random.Random(seed)
@@ -68,6 +72,14 @@ def evolution(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: f
     def random_config() -> list[int]:
         return [rng.choice(c) for c in space.choices]
 
+    def first_config() -> list[int]:
+        if not first_weights:
+            return random_config()
+        if any(len(c) != len(first_weights) for c in space.choices):
+            raise ValueError(f"first_weights {tuple(first_weights)} needs one weight per width of every entry, "
+                             f"the choices are {space.choices}")
+        return [rng.choices(c, weights=first_weights)[0] for c in space.choices]
+
     def score(values: list[int], generation: int) -> dict:
         config = encode(values)
         if config not in cache:
@@ -75,15 +87,18 @@ def evolution(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: f
                              "generation": generation}
         return cache[config]
 
-    current = [sample_fitting(random_config) for _ in range(population)]
+    current = [sample_fitting(first_config) for _ in range(population)]
     bar = tqdm(range(generations), desc="evolution", disable=not progress)
     for generation in bar:
         ranked = sorted((score(v, generation) for v in current), key=lambda r: r["score"])
         bar.set_postfix(best=f"{ranked[0]['score']:.3f}", evaluated=len(cache))
         parents = [space.parse(r["config"]) for r in ranked[:max(2, int(parent_fraction * population))]]
-        n_mutate = (population - len(parents)) // 2
+        if mutation_children or crossover_children:
+            n_mutate, n_children = mutation_children, mutation_children + crossover_children
+        else:
+            n_mutate, n_children = (population - len(parents)) // 2, population - len(parents)
         children = []
-        for i in range(population - len(parents)):
+        for i in range(n_children):
             if i < n_mutate:
                 p = rng.choice(parents)
                 make = lambda p=p: [rng.choice(c) if rng.random() < mutation_prob else v

@@ -167,6 +167,16 @@ def _common(preset, data: TaskData) -> dict:
             "n_blocks": preset.teacher.n_blocks}
 
 
+def _weights(cfg, preset):
+    """The preset's distillation weights, where it sets them (``student.lambda_recon``, ``student.lambda_distill``;
+    a variant without a distillation term keeps none)."""
+    if preset.student.lambda_recon:
+        cfg.lambda_recon = preset.student.lambda_recon
+    if preset.student.lambda_distill and cfg.lambda_distill > 0:
+        cfg.lambda_distill = preset.student.lambda_distill
+    return cfg
+
+
 def _loaded(net: nn.Module, weights: dict, device) -> nn.Module:
     net.load_state_dict(weights)
     return net.to(device).eval()
@@ -216,7 +226,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
     if cycle:
         cfg = teacher_config(preset, data.paired, seed, steps=preset.student.steps)
     else:
-        cfg = distill_config(from_preset(preset, preset.student.steps, seed), data.paired, variant)
+        cfg = _weights(distill_config(from_preset(preset, preset.student.steps, seed), data.paired, variant), preset)
         if lambda_distill is not None and variant == "features":
             cfg.lambda_distill = lambda_distill
     use_teacher_d = teacher_d and variant not in TEACHERLESS
@@ -268,7 +278,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     family = get_family(preset.family)
     teacher_net, teacher_art = teacher
     space = family.space(preset.supernet.choices_for(data.paired))
-    cfg = distill_config(from_preset(preset, preset.supernet.steps, seed), data.paired, "features")
+    cfg = _weights(distill_config(from_preset(preset, preset.supernet.steps, seed), data.paired, "features"), preset)
     stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
                                                 "sampler": preset.supernet.sampler, "train": cfg.settings()},
                   parent=teacher_art.key, label="" if preset.supernet.sampler == "uniform" else preset.supernet.sampler)
@@ -318,7 +328,7 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
     family = get_family(preset.family)
     teacher_net, teacher_art = teacher
     config = "_".join(map(str, family.parse(config)))
-    cfg = distill_config(from_preset(preset, steps, seed), data.paired, "features")
+    cfg = _weights(distill_config(from_preset(preset, steps, seed), data.paired, "features"), preset)
     parent = supernet.artifact.key if start == "supernet" else teacher_art.key
     stage = Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
                                               "train": cfg.settings()}, parent=parent, label=f"{config}_{start}")

@@ -80,6 +80,29 @@ def test_per_task_changes_apply_to_their_task_only_and_are_validated():
         laptop.__class__(**{**laptop.__dict__, "tasks": {"stripes": {"data.image_size": 30}}})
 
 
+def test_the_paper_preset_follows_the_official_settings_per_dataset():
+    shoes, h2z, maps = (get_preset("paper", task=t) for t in ("edges2shoes", "horse2zebra", "maps"))
+    assert (shoes.teacher.ndf, shoes.data.batch_size, shoes.optim.decay_fraction) == (128, 4, 0.75)
+    assert (h2z.teacher.ndf, h2z.data.batch_size, h2z.search.mutation_prob) == (64, 1, 0.4)
+    assert (maps.student.lambda_recon, maps.student.lambda_distill) == (10.0, 0.01)
+    assert get_preset("paper", task="cityscapes").optim.decay_fraction == 0.6
+    assert all(get_preset("paper", task=t).search.mutation_children == 50 for t in PRESETS["paper"].tasks)
+    assert len(h2z.search.first_weights) == len(h2z.supernet.unpaired_choices)
+
+
+def test_preset_distillation_weights_reach_the_recipe():
+    from gclib.recipes.distill import distill_config
+    from gclib.recipes.trainer import TrainConfig
+    from gclib.stages import _weights
+    maps = get_preset("paper", task="maps")
+    features = _weights(distill_config(TrainConfig(steps=1), True, "features"), maps)
+    assert (features.lambda_recon, features.lambda_distill) == (10.0, 0.01)
+    alone = _weights(distill_config(TrainConfig(steps=1), True, "alone"), maps)
+    assert alone.lambda_distill == 0                                     # no distillation term is added
+    plain = distill_config(TrainConfig(steps=1), True, "features")
+    assert _weights(plain, get_preset("paper")).lambda_recon == 100.0    # unset: the recipe's own
+
+
 def test_every_stage_is_keyed_by_its_own_part():
     """Each part belongs to one stage; the keys of stages.py are made of them, so tuning the search never touches
     the teacher's or the supernet's settings."""

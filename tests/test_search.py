@@ -55,6 +55,30 @@ def test_evolution_respects_the_budget_caches_and_beats_random_sampling():
     assert rows[0]["score"] < min(first_generation)                  # evolution improved on the random start
 
 
+def test_evolution_with_the_official_children_counts_and_a_weighted_first_generation():
+    """The official search: 25 parents, then 50 mutated and 50 crossed-over children per generation; horse2zebra's
+    first generation favours narrow widths (weights 0.27 .. 0.13 for 16 .. 64)."""
+    budget = config_macs("64_64_64_64_64_64_64_64", 64)                  # every config fits: only the sampler acts
+    space, macs = RESNET.space(FAST_CYCLEGAN_CHOICES), (lambda c: config_macs(c, 64))
+    generations = {}
+
+    def record(config):
+        return _toy_score(config)
+    rows = evolution(record, space, macs, budget, population=100, generations=2, parent_fraction=0.25, seed=0,
+                     progress=False, mutation_children=50, crossover_children=50,
+                     first_weights=(0.27, 0.23, 0.20, 0.17, 0.13))
+    for r in rows:
+        generations.setdefault(r["generation"], []).append(r)
+    assert len(generations[0]) == 100 and len(generations[1]) <= 100    # 50 + 50 children, new configs only
+    widths = [int(w) for r in generations[0] for w in r["config"].split("_")]
+    assert widths.count(16) > 1.5 * widths.count(64)                    # 0.27 vs 0.13 of 800 draws
+    uniform = evolution(record, space, macs, budget, population=100, generations=1, seed=0, progress=False)
+    plain = [int(w) for r in uniform if r["generation"] == 0 for w in r["config"].split("_")]
+    assert abs(plain.count(16) - plain.count(64)) < 0.5 * plain.count(64)
+    with pytest.raises(ValueError, match="one weight per width"):
+        evolution(record, space, macs, budget, population=4, generations=1, progress=False, first_weights=(1, 2))
+
+
 def _rows(n=40, seed=0):
     rng = random.Random(seed)
     return [{"config": f"c{i}", "macs": rng.randint(1, 20), "fid": rng.random() * 10, "kid": rng.random()}
