@@ -87,6 +87,7 @@ class SupernetPart:
 @dataclass(frozen=True)
 class SearchPart:
     budget_widths: tuple = (24, 32, 40)  # budgets: the MACs of the uniform sub-networks of these widths
+    budget_gmacs: tuple = ()   # absolute budgets in G MACs at data.image_size; when set they replace budget_widths
     population: int = 20
     generations: int = 5
     parent_fraction: float = 0.25
@@ -247,6 +248,8 @@ def validate(p: Preset) -> None:
                         ("search.crossover_children", p.search.crossover_children)):
         if not isinstance(value, int) or value < 0:
             _fail(p, name, value, "a non-negative integer")
+    if any(not isinstance(g, (int, float)) or g <= 0 for g in p.search.budget_gmacs):
+        _fail(p, "search.budget_gmacs", p.search.budget_gmacs, "positive numbers of G MACs")
     if p.search.first_weights and (any(w < 0 for w in p.search.first_weights) or not sum(p.search.first_weights)):
         _fail(p, "search.first_weights", p.search.first_weights, "non-negative weights, not all 0")
     if p.student.lambda_recon < 0 or p.student.lambda_distill < 0:
@@ -320,16 +323,19 @@ PRESETS: dict[str, Preset] = {
         # a 128-wide PatchGAN, edges2shoes trains in batches of 4, the learning rate decays over the last 50% (horse2zebra),
         # 75% (edges2shoes), 60% (cityscapes) or 67% (maps) of the steps, map2sat distils with CycleGAN's weights, and
         # the evolution keeps 25 parents and adds 50 mutated and 50 crossed-over children per generation
-        # (horse2zebra: mutation 0.4, a first generation that favours narrow widths).
+        # (horse2zebra: mutation 0.4, a first generation that favours narrow widths), under the official MAC budgets.
         tasks={
             "edges2shoes": {"teacher.ndf": 128, "data.batch_size": 4, "optim.decay_fraction": 0.75,
-                            "search.mutation_children": 50, "search.crossover_children": 50},
+                            "search.mutation_children": 50, "search.crossover_children": 50,
+                            "search.budget_gmacs": (4.9,)},
             "cityscapes": {"teacher.ndf": 128, "optim.decay_fraction": 0.6,
-                           "search.mutation_children": 50, "search.crossover_children": 50},
+                           "search.mutation_children": 50, "search.crossover_children": 50,
+                           "search.budget_gmacs": (5.7,)},
             "maps": {"teacher.ndf": 128, "optim.decay_fraction": 0.67, "student.lambda_recon": 10.0,
-                     "student.lambda_distill": 0.01, "search.mutation_children": 50, "search.crossover_children": 50},
+                     "student.lambda_distill": 0.01, "search.mutation_children": 50, "search.crossover_children": 50,
+                     "search.budget_gmacs": (4.6,)},
             "facades": {"teacher.ndf": 128, "search.mutation_children": 50, "search.crossover_children": 50},
-            "horse2zebra": {"optim.decay_fraction": 0.5, "search.mutation_prob": 0.4,
+            "horse2zebra": {"optim.decay_fraction": 0.5, "search.mutation_prob": 0.4, "search.budget_gmacs": (3.0,),
                             "search.mutation_children": 50, "search.crossover_children": 50,
                             "search.first_weights": (0.27, 0.23, 0.20, 0.17, 0.13)},
         }),

@@ -26,6 +26,30 @@ def check_budget(budget_macs: float, space: ConfigSpace, macs: Macs) -> None:
                          f"GMACs or smaller widths in the choice set")
 
 
+def budget_plan(space: ConfigSpace, macs: Macs, widths: Sequence[int] = (), gmacs: Sequence[float] = ()
+                ) -> dict[str, dict]:
+    """The budgets of a search and the uniform rival each searched network must beat, by label.
+
+    ``widths``: each budget is exactly the MACs of the uniform sub-network of that width (its rival sits on the
+    budget). ``gmacs``: absolute budgets in G MACs (the official per-dataset ones); the rival is the widest uniform
+    sub-network within the budget. ``gmacs`` replaces ``widths`` when given."""
+    plan = {}
+    if gmacs:
+        uniforms = sorted((macs(space.uniform(w)), space.uniform(w)) for w in space.uniform_widths())
+        for g in gmacs:
+            budget = g * 1e9
+            check_budget(budget, space, macs)
+            fitting = [config for m, config in uniforms if m <= budget]
+            if not fitting:
+                raise ValueError(f"no uniform sub-network fits {g} GMACs (the narrowest, {uniforms[0][1]}, needs "
+                                 f"{uniforms[0][0] / 1e9:.3f}): nothing to compare the searched one with")
+            plan[f"{g:g} GMACs"] = {"budget": budget, "rival": fitting[-1]}
+        return plan
+    for w in widths:
+        plan[f"uniform {w}"] = {"budget": macs(space.uniform(w)), "rival": space.uniform(w), "width": w}
+    return plan
+
+
 def brute_force(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: float, max_configs: int = 20_000,
                 progress: bool = True) -> list[dict]:
     """Evaluate every config of ``space`` within the budget; rows ``{'config', 'macs', 'score'}``, best first.

@@ -4,7 +4,7 @@ import pytest
 
 from gclib.families.resnet import FAST_CYCLEGAN_CHOICES, FAST_PIX2PIX_CHOICES, RESNET, MobileResnetGenerator
 from gclib.metrics import count_macs
-from gclib.search import brute_force, check_budget, evolution
+from gclib.search import brute_force, budget_plan, check_budget, evolution
 
 
 def config_macs(config, size, n_blocks=9):
@@ -124,3 +124,16 @@ def test_supernet_evaluator_scores_each_config_once_and_restores_the_active_one(
     assert seen == ["4_4_4_4_4_4_4_4", "8_4_4_4_4_4_4_4"]                  # cached by config string
     assert sup.config == "8_8_8_8_8_8_8_4"
     assert [r["macs"] for r in ev.rows] == sorted(config_macs(c, 32, 3) for c in seen)
+
+
+def test_budget_plans_by_width_or_by_absolute_macs_name_the_uniform_rival():
+    space, macs = RESNET.space(FAST_CYCLEGAN_CHOICES), (lambda c: config_macs(c, 256))
+    by_width = budget_plan(space, macs, widths=(16, 32))
+    assert by_width["uniform 32"] == {"budget": macs("32_32_32_32_32_32_32_32"), "rival": "32_32_32_32_32_32_32_32",
+                                      "width": 32}
+    official = budget_plan(space, macs, widths=(16, 32), gmacs=(3.0,))     # horse2zebra's budget replaces widths
+    assert list(official) == ["3 GMACs"] and official["3 GMACs"]["budget"] == 3e9
+    rival = official["3 GMACs"]["rival"]
+    assert macs(rival) <= 3e9 < min(macs(space.uniform(w)) for w in space.uniform_widths() if macs(space.uniform(w)) > 3e9)
+    with pytest.raises(ValueError, match="below the smallest sub-network"):
+        budget_plan(space, macs, gmacs=(0.5,))
