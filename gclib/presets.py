@@ -316,7 +316,7 @@ PRESETS: dict[str, Preset] = {
         student=StudentPart(ngf=32, steps=200 * 400),
         supernet=SupernetPart(choices=(16, 24, 32, 40, 48, 56, 64), unpaired_choices=(16, 24, 32, 48, 64),
                               steps=200 * 400, rank_configs=5, standalone_steps=100 * 400),
-        search=SearchPart(budget_widths=(24, 32, 48), population=100, generations=10, mutation_prob=0.3,
+        search=SearchPart(budget_widths=(24, 32, 48), population=100, generations=500, mutation_prob=0.3,
                           parent_fraction=0.25, finetune_steps=100 * 400),
         profiling=ProfilingPart(resolutions=(64, 128, 256, 512), batches=(1, 8), repeats=30, random_configs=60),
         # The official per-dataset settings (mit-han-lab/gan-compression's training scripts): pix2pix tasks judge with
