@@ -145,7 +145,7 @@ class Trainer:
         """Under ``torchrun``: wrap every trained network in DistributedDataParallel, which averages the gradients
         of all processes at each backward pass (each process holding one shard of the step's batch). The plain
         networks stay in ``nets`` (checkpoints keep their keys); forward passes go through :meth:`net`."""
-        if self.world_size == 1:
+        if self.world_size == 1 or self.parallel:       # one process, or wrapped already (a second fit call)
             return self
         if self.cfg.batch_size % self.world_size:
             raise ValueError(f"the batch of {self.cfg.batch_size} images does not split evenly over "
@@ -281,7 +281,8 @@ class Trainer:
         if self.world_size == 1:
             return signum
         import torch.distributed as dist
-        flag = torch.tensor([signum or 0], dtype=torch.int64, device=self.device if self.device.type == "cuda" else None)
+        on = self.device if self.device.type == "cuda" else None      # NCCL reduces GPU tensors, gloo CPU ones
+        flag = torch.tensor([signum or 0], dtype=torch.int64, device=on)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag.item()) or None
 
