@@ -17,6 +17,7 @@ same folder is refused with a message (see :mod:`gclib.artifacts`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -113,46 +114,42 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
 
     ``make_trainer(checkpoint_path)`` builds the stage's trainer (its initial weights from the stage's seed);
     ``train`` is the training split; ``eval_fn`` scores the generator on held-out data during training;
-    ``speed_ups``: the preset's training speed-ups (how steps are computed; not part of the key)."""
+    ``speed_ups``: the preset's training speed-ups (how steps are computed; not part of the key). Under torchrun
+    every process trains its shard of each batch; the first alone tidies, locks and writes."""
     path = Path(runs_dir) / stage.filename
     rank, world_size = world()
-    if world_size > 1:   # torchrun: every process trains its shard; the first alone tidies, locks and writes
-        return _load_or_train_distributed(stage, path, rank, make_trainer, train, eval_fn, progress, speed_ups)
-    found = read_artifact(path, stage)
+    found = read_artifact(path, stage) if rank == 0 else None
+    if world_size > 1:
+        found = _all_load_or_all_train(found, path, stage, rank)
     if found is not None:
         return found
-    with artifact_lock(path):
-        found = read_artifact(path, stage)     # finished by another run between our first look and the lock
-        if found is not None:
-            return found
-        trainer = make_trainer(path.with_suffix(".train.pt")).speed_up(speed_ups)
-        trainer.fit(train, eval_fn, progress=progress)
-        weights = trainer.final_weights()
-        save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
-                             "evals": trainer.evals})
-    return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True)
-
-
-def _load_or_train_distributed(stage: Stage, path: Path, rank: int, make_trainer, train, eval_fn, progress,
-                               speed_ups) -> Artifact:
-    import contextlib
-
-    import torch.distributed as dist
-    found = read_artifact(path, stage) if rank == 0 else None
-    done = torch.tensor([found is not None], dtype=torch.int64, device="cuda" if dist.get_backend() == "nccl" else None)
-    dist.broadcast(done, 0)                 # all processes load, or all train: never some of each
-    if done.item():
-        dist.barrier()
-        return found if rank == 0 else read_artifact(path, stage, tidy=False)
     with artifact_lock(path) if rank == 0 else contextlib.nullcontext():
+        if world_size == 1:
+            found = read_artifact(path, stage)     # finished by another run between our first look and the lock
+            if found is not None:
+                return found
         trainer = make_trainer(path.with_suffix(".train.pt")).speed_up(speed_ups)
         trainer.fit(train, eval_fn, progress=progress)
         weights = trainer.final_weights()
         if rank == 0:
             save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
                                  "evals": trainer.evals})
-    dist.barrier()
+    if world_size > 1:
+        import torch.distributed as dist
+        dist.barrier()                              # the artifact is on disk before any process goes on
     return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True)
+
+
+def _all_load_or_all_train(found: Artifact | None, path: Path, stage: Stage, rank: int) -> Artifact | None:
+    """torchrun: the first process's look decides for all (never some loading while others train)."""
+    import torch.distributed as dist
+    done = torch.tensor([found is not None], dtype=torch.int64,
+                        device="cuda" if dist.get_backend() == "nccl" else None)
+    dist.broadcast(done, 0)
+    if not done.item():
+        return None
+    dist.barrier()
+    return found if rank == 0 else read_artifact(path, stage, tidy=False)
 
 
 def _seeded(seed: int, build: Callable[[], dict]) -> dict:
