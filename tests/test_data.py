@@ -464,3 +464,28 @@ def test_default_data_dir_is_the_repositorys_data_folder(monkeypatch):
     monkeypatch.delenv("GCLIB_DATA")
     repo = Path(gdata.__file__).resolve().parents[2]
     assert gdata.default_data_dir() == repo / "data" and (repo / "gclib").is_dir()
+
+
+def test_a_real_dataset_keeps_its_statistics_in_data_stats(tmp_path, monkeypatch):
+    """The scorer of a real dataset caches the extractor's features of its real images (test split and floor)."""
+    from gclib import metrics
+
+    class Mean(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            type(self).calls += 1
+            return x.float().mean((2, 3))
+    root = make_aligned(tmp_path / "shoes", n=6)
+    monkeypatch.setenv("GCLIB_DATA", str(tmp_path / "data"))
+    cfg = get_preset("smoke", {"data.dataset_root": str(root), "data.n_heldout": 3})
+    data = gdata.load_task("shoes", cfg)
+    metrics.split_scorer(data, "test", Mean(), resamples=0)
+    first = Mean.calls
+    cached = sorted(p.name for p in (tmp_path / "data" / "stats").iterdir())
+    assert first > 0 and cached and all(name.startswith("Mean_3x32x32_") for name in cached)
+    metrics.split_scorer(data, "test", Mean(), resamples=0)
+    assert Mean.calls == first                                              # the second time: read, not computed
+    embedded = gdata.load_task("facades", get_preset("smoke"))
+    metrics.split_scorer(embedded, "test", Mean(), resamples=0)
+    assert len(list((tmp_path / "data" / "stats").iterdir())) == len(cached)   # embedded splits are not cached

@@ -325,3 +325,35 @@ def test_a_crafted_inception_file_is_refused_without_running_its_code(tmp_path):
     assert not marker.exists()
     with pytest.raises(FileNotFoundError, match="copy it there"):
         metrics.load_inception_state(tmp_path / "absent.pth")
+
+
+def test_real_statistics_are_extracted_once_and_never_served_stale(tmp_path):
+    """FeatureSet with a cache folder: the second use of the same real images reads the file (the extractor is not
+    called); other images, or an extractor with other weights, get features of their own."""
+    from gclib.metrics.distribution import extract_cached
+
+    class Counting(torch.nn.Module):
+        name = "counting"
+
+        def __init__(self, scale=1.0):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(scale))
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x.float().mean((2, 3)) * self.scale
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g)
+    net = Counting()
+    first = extract_cached(net, images, tmp_path)
+    again = extract_cached(net, images, tmp_path)
+    assert net.calls == 1 and (first == again).all()
+    assert [p.name.split("_")[0] for p in tmp_path.iterdir()] == ["counting"]     # the extractor's name in the file
+    other = images.clone()
+    other[0, 0, 0, 0] ^= 1
+    extract_cached(net, other, tmp_path)
+    assert net.calls == 2                                                       # one changed pixel: new features
+    doubled = extract_cached(Counting(2.0), images, tmp_path)
+    assert (doubled == 2 * first).all()                                         # other weights: not served stale

@@ -16,7 +16,9 @@ bootstrap resamples cost no further forward passes.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -103,6 +105,36 @@ def extract(extractor: nn.Module, images: torch.Tensor, batch_size: int = 100) -
                       for i in range(0, len(images), batch_size)]).numpy()
 
 
+def extractor_name(extractor: nn.Module) -> str:
+    """How an extractor is named in file names and tables: its own ``name`` if it has one, else its class."""
+    return str(getattr(extractor, "name", type(extractor).__name__)).replace("/", "-")
+
+
+def extract_cached(extractor: nn.Module, images: torch.Tensor, cache_dir: str | Path | None = None,
+                   batch_size: int = 100) -> np.ndarray:
+    """:func:`extract`, remembered in ``cache_dir`` (None: not remembered) under the extractor's name and a digest of
+    the images and of the extractor's weights: the real images of a dataset are read by the extractor once, and a
+    changed image or extractor can never be served stale features."""
+    if cache_dir is None:
+        return extract(extractor, images, batch_size)
+    import hashlib
+    h = hashlib.sha256(images.contiguous().numpy().tobytes())
+    for name, tensor in extractor.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    n, _, height, width = images.shape
+    path = Path(cache_dir) / f"{extractor_name(extractor)}_{n}x{height}x{width}_{h.hexdigest()[:16]}.npy"
+    if path.exists():
+        return np.load(path)
+    features = extract(extractor, images, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:                # written whole, then renamed: a killed run leaves no half file
+        np.save(f, features)
+    os.replace(tmp, path)
+    return features
+
+
 class FeatureSet:
     """The features of one set of real images, scored against generated ones.
 
@@ -111,15 +143,16 @@ class FeatureSet:
     skips intervals, e.g. for the cheap periodic evaluations during training); ``stats``: which of 'fid', 'kid'."""
 
     def __init__(self, extractor: nn.Module, images: torch.Tensor, floor_images: torch.Tensor | None = None,
-                 resamples: int = 100, kid_subsets: int = 50, stats: tuple[str, ...] = ("fid", "kid")):
+                 resamples: int = 100, kid_subsets: int = 50, stats: tuple[str, ...] = ("fid", "kid"),
+                 cache_dir: str | Path | None = None):
         self.extractor, self.resamples, self.kid_subsets, self.stats = extractor, resamples, kid_subsets, stats
-        self.real = extract(extractor, images)
+        self.real = extract_cached(extractor, images, cache_dir)
         self.floor: dict[str, Score] | None = None
         if floor_images is not None:
             if len(floor_images) < len(images):
                 raise ValueError(f"the floor needs an independent real sample of at least {len(images)} images, "
                                  f"got {len(floor_images)}")
-            self.floor = self.score_features(extract(extractor, floor_images[:len(images)]))
+            self.floor = self.score_features(extract_cached(extractor, floor_images[:len(images)], cache_dir))
 
     def score_features(self, fake: np.ndarray) -> dict[str, Score]:
         # (a bootstrap resample averages KID over fewer subsets: the resampling, not the subsets, is the spread)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import to_uint8
+from ..data import default_data_dir, to_uint8
 from .distribution import FeatureSet, Score
 from .segmentation import segmentation_score
 
@@ -84,13 +84,15 @@ class GeneratorScorer:
 
     def __init__(self, inputs: torch.Tensor, real_images: torch.Tensor, extractor: nn.Module,
                  targets: torch.Tensor | None = None, floor_images: torch.Tensor | None = None,
-                 resamples: int = 0, segmenter: nn.Module | None = None, label_target: torch.Tensor | None = None):
+                 resamples: int = 0, segmenter: nn.Module | None = None, label_target: torch.Tensor | None = None,
+                 cache_dir=None):
         self.inputs = inputs                                    # float (N, 3, H, W) in [-1, 1]
         self.targets = to_uint8(targets) if targets is not None else None
         self.extractor, self.resamples = extractor, resamples
         self.segmenter, self.label_target = segmenter, label_target   # label_target: (N, H, W) what G(A) shows
         self.features = FeatureSet(extractor, to_uint8(real_images),
-                                   to_uint8(floor_images) if floor_images is not None else None, resamples)
+                                   to_uint8(floor_images) if floor_images is not None else None, resamples,
+                                   cache_dir=cache_dir)
 
     @property
     def floor(self) -> dict | None:
@@ -131,9 +133,11 @@ def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | 
     this, other = (data.heldout, data.test) if split == "heldout" else (data.test, data.heldout)
     n = min(len(this.B), len(other.B))          # the floor compares two samples of the same size
     labels, targets = this.label_target, (this.target if data.paired else None)
+    # a real dataset's statistics (its test and held-out features) are computed once and kept in data/stats/
+    cache_dir = None if getattr(data.train, "in_memory", True) else default_data_dir() / "stats"
     return GeneratorScorer(this.A[:n], this.B[:n], extractor, targets=targets[:n] if targets is not None else None,
                            floor_images=other.B[:n], resamples=resamples, segmenter=segmenter,
-                           label_target=labels[:n] if labels is not None else None)
+                           label_target=labels[:n] if labels is not None else None, cache_dir=cache_dir)
 
 
 def report_name(key: str, extractor: str = "offline") -> str:
