@@ -102,8 +102,7 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
             # after every notebook, so a run stopped part-way still leaves its table (and README) up to date
-            summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log)
-    if not runtimes:
-        summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log)
+            _publish(out_dir, preset, runtimes, figures_dir, readme, log)
+    summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log)
     log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied")
     return {"out": out_dir, "runtimes": runtimes, "summary": summary_json}

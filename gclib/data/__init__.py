@@ -102,7 +102,7 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     data = preset.data
     if data.dataset_root:
         root = Path(data.dataset_root)
-        scan_dataset(root)            # every image read once, up front: a bad file stops the run now, named
+        scanned = scan_dataset(root)  # every image read once, up front: a bad file stops the run now, named
         test_phase = "test" if (root / "test").is_dir() or (root / "testA").is_dir() else "val"
         # The held-out split (what the search decides on) is never the test split: the val folder when the dataset
         # has one besides its test folder (facades), else images carved out of train, always the same ones
@@ -110,7 +110,8 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
         own_val = (root / "val").is_dir() and test_phase != "val"
         holdout = 0
         if not own_val:
-            n_train = len(open_real_dataset(root, "train", load_size=data.image_size, crop_size=data.image_size))
+            counts = scanned["splits"]
+            n_train = counts["train"] if "train" in counts else max(counts["trainA"], counts["trainB"])
             holdout = data.n_heldout or max(1, min(500, n_train // 10))
         train = open_real_dataset(root, "train", load_size=data.load_size or data.image_size,
                                   crop_size=data.image_size, seed=seed, holdout=holdout, part="train")

@@ -131,10 +131,10 @@ def recorded_digest(archive: str | Path) -> str | None:
     return pin.read_text().split()[0] if pin.exists() else None
 
 
-def record_digest(archive: str | Path) -> str:
-    """Record ``archive``'s SHA-256 next to it; later downloads must match it."""
+def record_digest(archive: str | Path, digest: str | None = None) -> str:
+    """Record ``archive``'s SHA-256 (``digest``, if already computed) next to it; later downloads must match it."""
     archive = Path(archive)
-    digest = sha256_of(archive)
+    digest = digest or sha256_of(archive)
     atomic_write_bytes(archive.with_name(archive.name + ".sha256"), f"{digest}  {archive.name}\n".encode())
     return digest
 
@@ -152,7 +152,7 @@ def _verify(path: Path, sha256: str | None, final: Path | None = None) -> None:
 UNPACKED_FROM = ".unpacked-from"   # written into an unpacked dataset folder: the digest of its archive
 
 
-def extract(archive: str | Path, into: str | Path) -> Path:
+def extract(archive: str | Path, into: str | Path, digest: str | None = None) -> Path:
     """Unpack a .tar.gz or .zip into ``into`` atomically: into a temporary folder first, then renamed. An existing
     ``into`` is set aside under a unique name, never deleted. The folder records which archive it came from."""
     archive, into = Path(archive), Path(into)
@@ -173,7 +173,7 @@ def extract(archive: str | Path, into: str | Path) -> Path:
         # Official archives hold one top folder named like the dataset; unwrap it.
         entries = list(tmp.iterdir())
         content = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-        (content / UNPACKED_FROM).write_text(f"{sha256_of(archive)}  {archive.name}\n")
+        (content / UNPACKED_FROM).write_text(f"{digest or sha256_of(archive)}  {archive.name}\n")
         if into.exists():   # a folder the user may have added to: kept under a new name, never deleted
             moved = set_aside(into, "replaced")
             print(f"{into} already existed; set aside as {moved}")
@@ -196,11 +196,12 @@ def download_dataset(name: str, root: str | Path | None = None, url: str | None 
     url = url or spec.url
     archive = fetch(url, root / "archives" / Path(url).name, sha256 or spec.sha256)
     into = root / name
+    digest = sha256_of(archive)                   # once: archives run to gigabytes
     marker = into / UNPACKED_FROM
-    if marker.exists() and marker.read_text().split()[0] == sha256_of(archive):
+    if marker.exists() and marker.read_text().split()[0] == digest:
         return into                               # unpacked from this very archive already: nothing to do
-    extract(archive, into)
+    extract(archive, into, digest)
     if recorded_digest(archive) is None:          # only an archive that unpacked is worth pinning
-        record_digest(archive)
+        record_digest(archive, digest)
     return into
 

@@ -226,11 +226,12 @@ def scan_dataset(root: str | Path, progress: bool = True) -> dict:
     if empty:
         raise DatasetError(f"{', '.join(str(root / f) for f in empty)} holds no images ({', '.join(IMG_EXTENSIONS)})")
     signature = {f: [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in fs] for f, fs in files.items()}
+    found = {"layout": "unaligned" if unaligned else "aligned", "splits": {f: len(v) for f, v in files.items()}}
     stamp = root / SCAN_STAMP
     if stamp.exists():
         try:
             if json.loads(stamp.read_text()).get("signature") == signature:
-                return {"layout": "unaligned" if unaligned else "aligned", "splits": {f: len(v) for f, v in files.items()}}
+                return found
         except ValueError:
             pass
     problems = []
@@ -252,4 +253,4 @@ def scan_dataset(root: str | Path, progress: bool = True) -> dict:
         raise DatasetError(f"{len(problems)} of the {len(every)} images of {root} cannot be used:\n  {shown}")
     from ..artifacts import atomic_write_json
     atomic_write_json(stamp, {"signature": signature})
-    return {"layout": "unaligned" if unaligned else "aligned", "splits": {f: len(v) for f, v in files.items()}}
+    return found

@@ -83,11 +83,13 @@ class MappedStudent(nn.Module):
     in the teacher's widths. One module, so that under torchrun a single DistributedDataParallel averages the
     gradients of both."""
 
-    def __init__(self, G: nn.Module, maps: nn.ModuleList, points: list[str]):
+    def __init__(self, G: nn.Module, maps: nn.ModuleList, points: list[str], map_features: bool = True):
         super().__init__()
-        self.G, self.maps, self.points = G, maps, list(points)
+        self.G, self.maps, self.points, self.map_features = G, maps, list(points), map_features
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if not self.map_features:             # a recipe without a distillation term: no taps, no mappings
+            return self.G(x), []
         with FeatureTaps(self.G, self.points) as taps:
             out = self.G(x)
         return out, [m(f) for m, f in zip(self.maps, taps.features)]
@@ -196,7 +198,8 @@ class DistillTrainer(Trainer):
         set_requires_grad([self.teacher], False)
         self.uses_teacher = cfg.recon_target == "teacher" or cfg.lambda_distill > 0
         self.cache = cache
-        self.student = MappedStudent(self.nets["G"], self.nets["maps"], self.family.distill_points(self.nets["G"]))
+        self.student = MappedStudent(self.nets["G"], self.nets["maps"], self.family.distill_points(self.nets["G"]),
+                                     map_features=cfg.lambda_distill > 0)
 
     def parallel_modules(self) -> dict[str, nn.Module]:
         return {"student": self.student, "D": self.nets["D"]}

@@ -4,8 +4,8 @@ Every step picks a sub-network, then takes one distillation step of it against t
 sampler draws each config entry uniformly and independently (Fast GAN Compression's), from the step's own random
 stream so resuming is exact; the ``sandwich`` sampler (Once-for-All's rule, spread over steps) trains the largest
 sub-network at every step t = 0 mod 4, the smallest at t = 1 mod 4, and a uniform draw otherwise, so the two ends of
-the space, which bound every other sub-network's shared weights, are trained as often as the middle. A sub-network uses the first-k slices of the shared weights, so every step also trains the channels all
-narrower networks share. The mapping convs are elastic too: each uses the first ``C_s`` input channels of its weight,
+the space, which bound every other sub-network's shared weights, are trained as often as the middle. A sub-network
+uses the first-k slices of the shared weights, so every step also trains the channels all narrower networks share. The mapping convs are elastic too: each uses the first ``C_s`` input channels of its weight,
 ``C_s`` being the sampled width at its distillation point.
 """
 from __future__ import annotations
