@@ -14,7 +14,7 @@ def _cmd_run(args) -> int:
     try:
         run(args.preset, args.only.split(",") if args.only else None, args.out, args.timeout,
             tasks=args.tasks.split(",") if args.tasks else None, dataset_root=args.dataset_root,
-            overrides=parse_settings(args.set))
+            overrides=parse_settings(args.set), jobs=args.jobs)
     except (NotebookFailed, ArtifactBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a preset field for every notebook, e.g. --set teacher.steps=2000 (repeatable)")
     r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
+    r.add_argument("--jobs", type=int, default=0, help="tasks run side by side, each task's notebooks in order "
+                                                      "(default 0: one per CPU core, up to the number of tasks)")
     r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may run before the run fails")
     r.set_defaults(func=_cmd_run)
 

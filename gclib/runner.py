@@ -1,7 +1,11 @@
 """Run the notebooks headless through papermill, then gather their results (``python -m gclib run``)."""
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from .presets import PRESETS
@@ -54,9 +58,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, prog
     return out
 
 
-def _publish(out_dir: Path, preset: str, runtimes: dict, figures_dir, readme, log):
+def _publish(out_dir: Path, preset: str, runtimes: dict, figures_dir, readme, log, wall: dict | None = None):
     """The summary of ``out_dir``; for ``laptop``, also figures/ and the README's results table."""
-    summary_json, summary_md = write_summary(out_dir, preset, runtimes)
+    summary_json, summary_md = write_summary(out_dir, preset, runtimes, wall)
     copied = []
     if preset == "laptop":  # the README shows the laptop run: only it refreshes figures/ and the results table
         copied = publish_figures(out_dir, figures_dir or REPO / "figures")
@@ -66,9 +70,28 @@ def _publish(out_dir: Path, preset: str, runtimes: dict, figures_dir, readme, lo
     return summary_json, summary_md, copied
 
 
+def _segments(books: list[Path]) -> list[tuple[bool, list[Path]]]:
+    """Consecutive per-task notebooks grouped (True, [...]); the others alone (False, [book])."""
+    out: list[tuple[bool, list[Path]]] = []
+    for path in books:
+        per_task = takes_task(path)
+        if per_task and out and out[-1][0]:
+            out[-1][1].append(path)
+        else:
+            out.append((per_task, [path]))
+    return out
+
+
+def default_jobs(n_tasks: int) -> int:
+    """One task chain per core, up to the number of tasks: two small-image trainings side by side on one thread each
+    use two cores better than one training on two threads (its 8x8 to 32x32 convolutions do not split well)."""
+    return max(1, min(n_tasks, os.cpu_count() or 1))
+
+
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
         timeout: int = 3600, figures_dir: str | Path | None = None, readme: str | Path | None = None,
-        tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None) -> dict:
+        tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None,
+        jobs: int = 0) -> dict:
     """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected, the per-task ones once for each of
     ``tasks`` (default: both embedded tasks); then write the summary.
 
@@ -77,32 +100,79 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
 
     ``dataset_root``: a real dataset folder for the per-task notebooks (``tasks`` then defaults to its folder name);
     ``overrides``: preset fields for every notebook, ``{"teacher.steps": 2000}``. Both are checked before any
-    notebook starts."""
+    notebook starts. ``jobs``: how many tasks run side by side (0: one per core, up to the number of tasks); each
+    task's notebooks stay in order, and each kernel gets ``cores // jobs`` threads unless OMP_NUM_THREADS is set.
+    The notebooks without a task (05) run alone, after the per-task ones before them."""
     from .presets import notebook_preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if jobs < 0:
+        raise ValueError(f"jobs must be 0 (one per core) or a positive number of tasks side by side, not {jobs}")
     overrides = dict(overrides or {})
     if dataset_root:
         from .data import scan_dataset
         scan_dataset(dataset_root)
         tasks = tasks or [Path(dataset_root).resolve().name]
-    for task in tasks or TASKS:      # a bad field, value or missing dataset stops the run here, not in notebook 01
+    tasks = list(tasks or TASKS)
+    for task in tasks:      # a bad field, value or missing dataset stops the run here, not in notebook 01
         notebook_preset(preset, task, dataset_root, overrides)
     out_dir = Path(out) if out else REPO / "runs" / preset
     out_dir = out_dir.resolve()
+    jobs = min(jobs or default_jobs(len(tasks)), len(tasks))
     runtimes: dict[str, float] = {}
-    for path in list_notebooks(only):
-        for task in (tasks or TASKS) if takes_task(path) else [None]:
-            parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
-                          **({"task": task, "dataset_root": str(dataset_root)} if task else {})}
-            name = f"{path.stem}_{task}" if task else path.stem
-            log(f"[gclib run] {name} (preset {preset}) ...")
-            t0 = time.perf_counter()
-            run_notebook(path, out_dir, parameters, timeout)
+    lock = threading.Lock()   # runtimes, the summary and the README are written by one chain at a time
+
+    def execute(path: Path, task: str | None) -> None:
+        parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
+                      **({"task": task, "dataset_root": str(dataset_root)} if task else {})}
+        name = f"{path.stem}_{task}" if task else path.stem
+        log(f"[gclib run] {name} (preset {preset}) ...")
+        t0 = time.perf_counter()
+        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1)
+        with lock:
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
             # after every notebook, so a run stopped part-way still leaves its table (and README) up to date
             _publish(out_dir, preset, runtimes, figures_dir, readme, log)
-    summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log)
-    log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied")
-    return {"out": out_dir, "runtimes": runtimes, "summary": summary_json}
+
+    def chain(task: str, books: list[Path]) -> None:
+        for path in books:
+            execute(path, task)
+
+    t_start = time.perf_counter()
+    for per_task, books in _segments(list_notebooks(only)):
+        if not per_task:
+            execute(books[0], None)
+        elif jobs == 1:
+            for task in tasks:
+                chain(task, books)
+        else:
+            from .metrics.features import load_offline_extractor
+            load_offline_extractor()   # shared by every task: trained here once, not by each chain at the same time
+            with _kernel_threads(jobs), ThreadPoolExecutor(jobs) as pool:
+                futures = [pool.submit(chain, task, books) for task in tasks]
+                errors = [f.exception() for f in futures]
+            failed = [e for e in errors if e is not None]
+            if failed:
+                raise failed[0]
+    total = time.perf_counter() - t_start
+    wall = {"minutes": round(total / 60, 1), "jobs": jobs, "cores": os.cpu_count() or 1,
+            "notebooks": sorted({p.name[:2] for p in list_notebooks(only)})}
+    summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log, wall)
+    log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all "
+        f"({jobs} task{'s' if jobs > 1 else ''} side by side)")
+    return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60}
+
+
+@contextmanager
+def _kernel_threads(jobs: int):
+    """Kernels started inside inherit OMP_NUM_THREADS = cores // jobs (PyTorch's default thread count), unless the
+    user set it."""
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        yield
+    finally:
+        del os.environ["OMP_NUM_THREADS"]

@@ -72,7 +72,7 @@ def test_per_task_changes_apply_to_their_task_only_and_are_validated():
     laptop = get_preset("laptop")
     stripes = get_preset("laptop", task="stripes")
     assert get_preset("laptop", task="facades") == laptop                        # no changes for facades
-    assert stripes.teacher.ngf == laptop.tasks["stripes"]["teacher.ngf"] != laptop.teacher.ngf
+    assert stripes.data.batch_size == laptop.tasks["stripes"]["data.batch_size"] != laptop.data.batch_size
     assert stripes.teacher.ndf == laptop.teacher.ndf                             # what the task leaves alone
     assert stripes.data.image_size == laptop.data.image_size
     assert get_preset("laptop", {"teacher.steps": 7}, task="stripes").teacher.steps == 7   # user's word last
@@ -231,3 +231,46 @@ def test_cli_train_runs_each_stage_and_loads_what_it_trained(tmp_path, capsys):
     assert "teacher loaded" in capsys.readouterr().out
     assert main(["train", "finetune", "--preset", "smoke", *tiny]) == 2
     assert "needs --config" in capsys.readouterr().err
+
+
+def _task_notebook(path: Path, sleep: float) -> Path:
+    """A per-task notebook that logs when it ran, on which task, with how many threads its kernel was given."""
+    import nbformat
+    params = 'preset = "smoke"\ntask = "facades"\nruns_dir = ""\ndataset_root = ""\noverrides = {}'
+    body = (f"import json, os, time\nt0 = time.time()\ntime.sleep({sleep})\n"
+            f"log = os.path.join(runs_dir, f'{path.stem}_{{task}}.json')\n"
+            "json.dump({'start': t0, 'end': time.time(), 'threads': os.environ.get('OMP_NUM_THREADS')}, open(log, 'w'))")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_notebook_after(tmp_path, monkeypatch):
+    import json
+    import os
+    from gclib.metrics import features
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    books = [_task_notebook(folder / "01_a.ipynb", 3), _task_notebook(folder / "02_b.ipynb", 1),
+             _tiny_notebook(folder / "03_c.ipynb", "import json, os, time\n"
+                            "json.dump({'start': time.time()}, open(os.path.join(runs_dir, '03_c.json'), 'w'))")]
+    monkeypatch.setattr(runner, "list_notebooks", lambda only=None: books)
+    warmed = []
+    monkeypatch.setattr(features, "load_offline_extractor", lambda: warmed.append(1))
+    out = tmp_path / "run"
+    out.mkdir()
+    result = runner.run("smoke", out=out, jobs=2, log=lambda *_: None)
+    log = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json") if p.stem != "summary"}
+    for task in ("facades", "stripes"):
+        assert log[f"01_a_{task}"]["end"] <= log[f"02_b_{task}"]["start"]           # a task's notebooks in order
+        assert log[f"02_b_{task}"]["end"] <= log["03_c"]["start"]                   # the task-free one after both
+    assert log["01_a_stripes"]["start"] < log["01_a_facades"]["end"]                 # the two tasks side by side
+    want = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // 2))
+    assert {log[f"01_a_{t}"]["threads"] for t in ("facades", "stripes")} == {want}
+    assert warmed == [1]                                                             # the shared extractor, once
+    assert set(result["runtimes"]) == {"01_a_facades", "01_a_stripes", "02_b_facades", "02_b_stripes", "03_c"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wall"]["jobs"] == 2 and summary["wall"]["minutes"] == pytest.approx(result["minutes"], abs=0.1)
+    assert "2 tasks side by side" in (out / "summary.md").read_text()
