@@ -5,7 +5,6 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from .presets import PRESETS
@@ -41,15 +40,29 @@ def takes_task(path: Path) -> bool:
     return "task" in pm.inspect_notebook(str(path))
 
 
-def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, progress: bool = True) -> Path:
-    """Execute one notebook into ``out_dir/notebooks/`` with a per-cell progress bar (named after its task, if any)."""
+def _kernel_with_threads(threads: int):
+    """A Jupyter kernel manager whose kernels start with OMP_NUM_THREADS=threads (PyTorch's default thread count)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ThreadedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**kw.get("env", os.environ), "OMP_NUM_THREADS": str(threads)}
+            return await super().start_kernel(**kw)
+    return ThreadedKernelManager
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, progress: bool = True,
+                 threads: int | None = None) -> Path:
+    """Execute one notebook into ``out_dir/notebooks/`` with a per-cell progress bar (named after its task, if any).
+    ``threads``: the kernel's thread count (default: the environment's)."""
     import papermill as pm
     suffix = f"_{parameters['task']}" if "task" in parameters else ""
     out = out_dir / "notebooks" / f"{path.stem}{suffix}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
+    kernel = {"kernel_manager_class": _kernel_with_threads(threads)} if threads else {}
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
-                            kernel_name="python3", execution_timeout=timeout, progress_bar=progress)
+                            kernel_name="python3", execution_timeout=timeout, progress_bar=progress, **kernel)
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"{path.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                              f"{e.ename}: {e.evalue}. The executed notebook with the traceback is {out}") from None
@@ -101,8 +114,9 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     ``dataset_root``: a real dataset folder for the per-task notebooks (``tasks`` then defaults to its folder name);
     ``overrides``: preset fields for every notebook, ``{"teacher.steps": 2000}``. Both are checked before any
     notebook starts. ``jobs``: how many tasks run side by side (0: one per core, up to the number of tasks); each
-    task's notebooks stay in order, and each kernel gets ``cores // jobs`` threads unless OMP_NUM_THREADS is set.
-    The notebooks without a task (05) run alone, after the per-task ones before them."""
+    task's notebooks stay in order, and each kernel starts with the cores shared among the tasks still running
+    (``cores // running``: a task that outlasts the other gets every core for its next notebooks), unless
+    OMP_NUM_THREADS is set. The notebooks without a task (05) run alone, after the per-task ones before them."""
     from .presets import notebook_preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -120,15 +134,19 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     out_dir = out_dir.resolve()
     jobs = min(jobs or default_jobs(len(tasks)), len(tasks))
     runtimes: dict[str, float] = {}
-    lock = threading.Lock()   # runtimes, the summary and the README are written by one chain at a time
+    lock = threading.Lock()   # runtimes, the summary, the README and the running count: one chain at a time
+    cores = os.cpu_count() or 1
+    running, waiting = [jobs], [len(tasks) - jobs]   # task chains running now, and waiting for a free slot
 
     def execute(path: Path, task: str | None) -> None:
         parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
                       **({"task": task, "dataset_root": str(dataset_root)} if task else {})}
         name = f"{path.stem}_{task}" if task else path.stem
         log(f"[gclib run] {name} (preset {preset}) ...")
+        with lock:
+            threads = None if jobs == 1 or "OMP_NUM_THREADS" in os.environ else max(1, cores // max(1, running[0]))
         t0 = time.perf_counter()
-        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1)
+        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1, threads=threads)
         with lock:
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
@@ -136,8 +154,18 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             _publish(out_dir, preset, runtimes, figures_dir, readme, log)
 
     def chain(task: str, books: list[Path]) -> None:
-        for path in books:
-            execute(path, task)
+        try:
+            for path in books:
+                execute(path, task)
+        except Exception as e:
+            log(f"[gclib run] {task} stopped: {e}")   # now, not when the other tasks are done
+            raise
+        finally:
+            with lock:   # a waiting chain takes this one's slot; else the running ones share its cores
+                if waiting[0]:
+                    waiting[0] -= 1
+                else:
+                    running[0] -= 1
 
     t_start = time.perf_counter()
     for per_task, books in _segments(list_notebooks(only)):
@@ -145,11 +173,13 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             execute(books[0], None)
         elif jobs == 1:
             for task in tasks:
-                chain(task, books)
+                for path in books:
+                    execute(path, task)
         else:
             from .metrics.features import load_offline_extractor
             load_offline_extractor()   # shared by every task: trained here once, not by each chain at the same time
-            with _kernel_threads(jobs), ThreadPoolExecutor(jobs) as pool:
+            running[0], waiting[0] = jobs, len(tasks) - jobs
+            with ThreadPoolExecutor(jobs) as pool:
                 futures = [pool.submit(chain, task, books) for task in tasks]
                 errors = [f.exception() for f in futures]
             failed = [e for e in errors if e is not None]
@@ -162,17 +192,3 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all "
         f"({jobs} task{'s' if jobs > 1 else ''} side by side)")
     return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60}
-
-
-@contextmanager
-def _kernel_threads(jobs: int):
-    """Kernels started inside inherit OMP_NUM_THREADS = cores // jobs (PyTorch's default thread count), unless the
-    user set it."""
-    if "OMP_NUM_THREADS" in os.environ:
-        yield
-        return
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    try:
-        yield
-    finally:
-        del os.environ["OMP_NUM_THREADS"]

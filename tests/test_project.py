@@ -233,11 +233,11 @@ def test_cli_train_runs_each_stage_and_loads_what_it_trained(tmp_path, capsys):
     assert "needs --config" in capsys.readouterr().err
 
 
-def _task_notebook(path: Path, sleep: float) -> Path:
+def _task_notebook(path: Path, sleep: dict) -> Path:
     """A per-task notebook that logs when it ran, on which task, with how many threads its kernel was given."""
     import nbformat
     params = 'preset = "smoke"\ntask = "facades"\nruns_dir = ""\ndataset_root = ""\noverrides = {}'
-    body = (f"import json, os, time\nt0 = time.time()\ntime.sleep({sleep})\n"
+    body = (f"import json, os, time\nt0 = time.time()\ntime.sleep({sleep!r}[task])\n"
             f"log = os.path.join(runs_dir, f'{path.stem}_{{task}}.json')\n"
             "json.dump({'start': t0, 'end': time.time(), 'threads': os.environ.get('OMP_NUM_THREADS')}, open(log, 'w'))")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
@@ -253,7 +253,9 @@ def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_noteboo
     from gclib.metrics import features
     folder = tmp_path / "nb"
     folder.mkdir()
-    books = [_task_notebook(folder / "01_a.ipynb", 3), _task_notebook(folder / "02_b.ipynb", 1),
+    # stripes' first notebook outlasts facades' whole chain, so its second one starts alone
+    books = [_task_notebook(folder / "01_a.ipynb", {"facades": 1, "stripes": 12}),
+             _task_notebook(folder / "02_b.ipynb", {"facades": 1, "stripes": 1}),
              _tiny_notebook(folder / "03_c.ipynb", "import json, os, time\n"
                             "json.dump({'start': time.time()}, open(os.path.join(runs_dir, '03_c.json'), 'w'))")]
     monkeypatch.setattr(runner, "list_notebooks", lambda only=None: books)
@@ -267,10 +269,26 @@ def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_noteboo
         assert log[f"01_a_{task}"]["end"] <= log[f"02_b_{task}"]["start"]           # a task's notebooks in order
         assert log[f"02_b_{task}"]["end"] <= log["03_c"]["start"]                   # the task-free one after both
     assert log["01_a_stripes"]["start"] < log["01_a_facades"]["end"]                 # the two tasks side by side
-    want = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // 2))
-    assert {log[f"01_a_{t}"]["threads"] for t in ("facades", "stripes")} == {want}
+    assert log["02_b_facades"]["end"] < log["02_b_stripes"]["start"]
+    cores = os.cpu_count() or 1
+    shared, alone = (os.environ.get("OMP_NUM_THREADS"),) * 2 if "OMP_NUM_THREADS" in os.environ else \
+        (str(max(1, cores // 2)), str(cores))
+    assert {log[f"01_a_{t}"]["threads"] for t in ("facades", "stripes")} == {shared}   # cores shared by two
+    assert log["02_b_stripes"]["threads"] == alone                                    # then all of them
     assert warmed == [1]                                                             # the shared extractor, once
     assert set(result["runtimes"]) == {"01_a_facades", "01_a_stripes", "02_b_facades", "02_b_stripes", "03_c"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["wall"]["jobs"] == 2 and summary["wall"]["minutes"] == pytest.approx(result["minutes"], abs=0.1)
     assert "2 tasks side by side" in (out / "summary.md").read_text()
+
+
+def test_a_failing_task_stops_the_run_with_its_error_after_the_other_task_is_done(tmp_path, monkeypatch):
+    from gclib.metrics import features
+    book = _task_notebook(tmp_path / "01_a.ipynb", {"facades": 2, "stripes": "x"})   # stripes: sleep('x') raises
+    monkeypatch.setattr(runner, "list_notebooks", lambda only=None: [book])
+    monkeypatch.setattr(features, "load_offline_extractor", lambda: None)
+    logged = []
+    with pytest.raises(runner.NotebookFailed, match=r"01_a.ipynb failed in cell .*TypeError"):
+        runner.run("smoke", out=tmp_path / "run", jobs=2, log=logged.append)
+    assert (tmp_path / "run" / "01_a_facades.json").exists()          # the other task finished its notebook
+    assert any(line.startswith("[gclib run] stripes stopped: 01_a.ipynb failed") for line in logged)
