@@ -72,7 +72,7 @@ def test_per_task_changes_apply_to_their_task_only_and_are_validated():
     laptop = get_preset("laptop")
     stripes = get_preset("laptop", task="stripes")
     assert get_preset("laptop", task="facades") == laptop                        # no changes for facades
-    assert stripes.data.batch_size == laptop.tasks["stripes"]["data.batch_size"] != laptop.data.batch_size
+    assert stripes.teacher.ngf == laptop.tasks["stripes"]["teacher.ngf"] != laptop.teacher.ngf
     assert stripes.teacher.ndf == laptop.teacher.ndf                             # what the task leaves alone
     assert stripes.data.image_size == laptop.data.image_size
     assert get_preset("laptop", {"teacher.steps": 7}, task="stripes").teacher.steps == 7   # user's word last
