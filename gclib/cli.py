@@ -168,6 +168,7 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runner import CELL_TIMEOUT
     p = argparse.ArgumentParser(prog="python -m gclib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
     r.add_argument("--jobs", type=int, default=0, help="tasks run side by side, each task's notebooks in order "
                                                       "(default 0: one per CPU core, up to the number of tasks)")
-    r.add_argument("--timeout", type=int, default=3600, help="seconds any one cell may run before the run fails")
+    r.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                   help=f"seconds any one cell may run before the run fails (default {CELL_TIMEOUT // 3600} hours)")
     r.set_defaults(func=_cmd_run)
 
     t = sub.add_parser("train", help="train (or load) one stage: teacher, student, supernet or finetune")

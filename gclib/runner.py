@@ -32,6 +32,9 @@ def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS_DIR) 
 
 
 TASKS = ("facades", "stripes")  # the paired and the unpaired embedded task
+# seconds one cell may run before the run fails: it catches a hung kernel, not a long training (notebook 03 trains
+# ten stand-alone sub-networks in one cell, over an hour on one core for facades); a stopped training resumes
+CELL_TIMEOUT = 6 * 3600
 
 
 def takes_task(path: Path) -> bool:
@@ -102,7 +105,7 @@ def default_jobs(n_tasks: int) -> int:
 
 
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
-        timeout: int = 3600, figures_dir: str | Path | None = None, readme: str | Path | None = None,
+        timeout: int = CELL_TIMEOUT, figures_dir: str | Path | None = None, readme: str | Path | None = None,
         tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None,
         jobs: int = 0) -> dict:
     """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected, the per-task ones once for each of
