@@ -139,7 +139,7 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     runtimes: dict[str, float] = {}
     lock = threading.Lock()   # runtimes, the summary, the README and the running count: one chain at a time
     cores = os.cpu_count() or 1
-    running, waiting = [jobs], [len(tasks) - jobs]   # task chains running now, and waiting for a free slot
+    running, waiting = [0], [0]   # task chains running now, and waiting for a free slot (set per segment)
 
     def execute(path: Path, task: str | None) -> None:
         parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
@@ -170,8 +170,9 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
                 else:
                     running[0] -= 1
 
+    notebooks = list_notebooks(only)
     t_start = time.perf_counter()
-    for per_task, books in _segments(list_notebooks(only)):
+    for per_task, books in _segments(notebooks):
         if not per_task:
             execute(books[0], None)
         elif jobs == 1:
@@ -189,8 +190,8 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             if failed:
                 raise failed[0]
     total = time.perf_counter() - t_start
-    wall = {"minutes": round(total / 60, 1), "jobs": jobs, "cores": os.cpu_count() or 1,
-            "notebooks": sorted({p.name[:2] for p in list_notebooks(only)})}
+    wall = {"minutes": round(total / 60, 1), "jobs": jobs, "cores": cores,
+            "notebooks": sorted({p.name[:2] for p in notebooks})}
     summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log, wall)
     log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all "
         f"({jobs} task{'s' if jobs > 1 else ''} side by side)")
