@@ -114,19 +114,37 @@ def parse_settings(items: list[str] | None) -> dict:
 
 
 def _cmd_macs(args) -> int:
+    import inspect
+
     from .families import get_family
-    from .metrics import describe
+    from .metrics import count_macs, count_params
     family = get_family(args.family)
+    size = _image_size(args.size)
+    given = {"n_blocks": args.blocks, "label_nc": args.classes}                    # the structure options
+    accepted = inspect.signature(family.teacher).parameters
+    arch = {k: v for k, v in given.items() if k in accepted and v is not None}
+    where = ", ".join(f"{k} {v}" for k, v in arch.items())
     if args.model == "teacher":
-        net = family.teacher(args.ngf, args.blocks)
-        name = f"{family.name} teacher, ngf {args.ngf}, {args.blocks} blocks"
+        net, name = family.teacher(args.ngf, **arch), f"{family.name} teacher, ngf {args.ngf}"
     else:
         family.parse(args.model)  # a clear error before building anything
-        net = family.student(args.model, args.blocks)
-        name = f"{family.name} sub-network {args.model}"
-    d = describe(net, args.size)
-    print(f"{name} at {args.size}x{args.size}: {d['GMACs']:.2f} G MACs, {d['Mparams']:.3f} M params")
+        net, name = family.student(args.model, **arch), f"{family.name} sub-network {args.model}"
+    macs = count_macs(net, inputs=family.example_inputs(1, size, **net.arch))
+    print(f"{name}{', ' + where if where else ''} at {size[0]}x{size[1]}: {macs / 1e9:.2f} G MACs, "
+          f"{count_params(net) / 1e6:.3f} M params")
     return 0
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '256x512' -> (256, 512) (height x width)."""
+    h, _, w = text.lower().partition("x")
+    try:
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise ValueError(f"--size {text!r}: give pixels as HEIGHT or HEIGHTxWIDTH, e.g. 256 or 256x512") from None
+    if min(size) < 1:
+        raise ValueError(f"--size {text!r}: sizes must be positive")
+    return size
 
 
 def _cmd_data(args) -> int:
@@ -204,10 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("macs", help="MACs and parameters of the teacher or a sub-network config")
     m.add_argument("model", help="'teacher' or an 8-entry config such as 16_16_24_16_32_64_16_24")
-    m.add_argument("--family", default="resnet", help="generator family (default resnet)")
-    m.add_argument("--size", type=int, default=256)
-    m.add_argument("--ngf", type=int, default=64)
-    m.add_argument("--blocks", type=int, default=9)
+    m.add_argument("--family", default="resnet", help="generator family: resnet (default) or spade")
+    m.add_argument("--size", default="256", help="image size, HEIGHT or HEIGHTxWIDTH (e.g. 256x512)")
+    m.add_argument("--ngf", type=int, default=64, help="the teacher's base width")
+    m.add_argument("--blocks", type=int, default=None, help="resnet: residual blocks (default 9)")
+    m.add_argument("--classes", type=int, default=None,
+                   help="spade: label-map channels (default 36: cityscapes' 35 classes + instance edges)")
     m.set_defaults(func=_cmd_macs)
 
     b = sub.add_parser("bench", help="teacher vs compressed generator: MAC reduction, latency speed-up, their ratio")

@@ -1,6 +1,6 @@
 """Export a compressed generator (notebook 04) in three forms, each reloadable and checked against the model.
 
-- ``NAME.pt``: the weights and the settings to rebuild the network with gclib (family, config, blocks, MACs, and
+- ``NAME.pt``: the weights and the settings to rebuild the network with gclib (family, config, structure, MACs, and
   whatever the caller adds), in one file read with ``weights_only=True``: :func:`load_exported`.
 - ``NAME.pt2``: a ``torch.export`` program, the graph PyTorch deploys from (no gclib needed): ``torch.export.load``.
 - ``NAME.onnx``: ONNX, for ONNX Runtime and other engines (no PyTorch needed).
@@ -20,17 +20,17 @@ from .families import get_family
 
 def export(G: nn.Module, folder, name: str, image_size: int, family: str = "resnet", extra: dict | None = None
            ) -> dict[str, Path]:
-    """Write ``G`` (a family's compressed generator with ``config`` and ``n_blocks``) as ``NAME.pt``, ``NAME.pt2``
+    """Write ``G`` (a family's compressed generator with ``config`` and ``arch``) as ``NAME.pt``, ``NAME.pt2``
     and ``NAME.onnx`` in ``folder``; returns the paths."""
     from .metrics import count_macs
     folder = Path(folder)
     G = G.eval()
     fam = get_family(family)
-    meta = {"family": family, "config": G.config, "n_blocks": G.n_blocks, "image_size": image_size,
-            "GMACs": count_macs(G, image_size) / 1e9, **(extra or {})}
+    example = tuple(x.to(next(G.parameters()).device) for x in fam.example_inputs(2, image_size, **G.arch))
+    meta = {"family": family, "config": G.config, "arch": G.arch, "image_size": image_size,
+            "GMACs": count_macs(G, inputs=tuple(x[:1] for x in example)) / 1e9, **(extra or {})}
     paths = {"weights": folder / f"{name}.pt", "program": folder / f"{name}.pt2", "onnx": folder / f"{name}.onnx"}
     save_artifact(paths["weights"], {"meta": meta, "weights": G.state_dict()})
-    example = tuple(x.to(next(G.parameters()).device) for x in fam.example_inputs(2, image_size))
     batch = torch.export.Dim("batch")                             # any batch size, not only the example's
     program = torch.export.export(G, example, dynamic_shapes=tuple({0: batch} for _ in example))
     buffer = io.BytesIO()
@@ -49,7 +49,8 @@ def load_exported(folder, name: str, device="cpu") -> nn.Module:
     """The generator written by :func:`export`, rebuilt from its settings and weights."""
     content = load_artifact(Path(folder) / f"{name}.pt", device)
     meta = content["meta"]
-    G = get_family(meta["family"]).student(meta["config"], meta["n_blocks"])
+    arch = meta.get("arch", {"n_blocks": meta.get("n_blocks")})   # exports before 'arch' held only n_blocks
+    G = get_family(meta["family"]).student(meta["config"], **arch)
     G.load_state_dict(content["weights"])
     return G.to(device).eval()
 

@@ -328,8 +328,8 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
     from .recipes.once_for_all import SupernetTrainer, elastic_mappings
     from .recipes.teacher import discriminator, teacher_config, teacher_nets, trainer_for
     from .recipes.trainer import from_preset
-    n_blocks = preset.teacher.n_blocks
-    teacher = family.teacher(preset.teacher.ngf, n_blocks).to(device).eval()
+    arch = family.arch(preset)
+    teacher = family.teacher(preset.teacher.ngf, **arch).to(device).eval()
     cache_images = torch.rand(2 * preset.data.batch_size, 3, preset.data.image_size, preset.data.image_size) * 2 - 1
     cache = TeacherCache(teacher, family.distill_points(teacher), cache_images, progress=False)
     student_cfg = distill_config(from_preset(preset, 100, 0), True, "features")
@@ -337,10 +337,10 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
 
     def distill(kind: str):
         if kind == "student":
-            G, trainer, extra = family.student(family.uniform(preset.student.ngf), n_blocks), DistillTrainer, {}
+            G, trainer, extra = family.student(family.uniform(preset.student.ngf), **arch), DistillTrainer, {}
             maps = build_mappings(family, G, teacher)
         else:
-            G = family.supernet(max(max(c) for c in space.choices), n_blocks)
+            G = family.supernet(max(max(c) for c in space.choices), **arch)
             trainer, extra, maps = SupernetTrainer, {"space": space}, elastic_mappings(family, G, teacher)
         return trainer({"G": G, "D": discriminator(preset, True), "maps": maps}, teacher, student_cfg,
                        f"{folder}/{kind}.pt", device, family=family, cache=cache, **extra)

@@ -195,7 +195,7 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
         nets = _seeded(seed, lambda: teacher_nets(family, preset, data.paired))
         return trainer_for(data.paired)(nets, cfg, ckpt, device, stage.record())
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
-    return Trained(_loaded(family.teacher(preset.teacher.ngf, preset.teacher.n_blocks), art.weights["G"], device), art)
+    return Trained(_loaded(family.teacher(preset.teacher.ngf, **family.arch(preset)), art.weights["G"], device), art)
 
 
 def teachers(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_fn: EvalFn | None = None,
@@ -232,12 +232,12 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
                   parent=teacher_art.key, label=variant)
 
     def build() -> dict:
-        G = init_weights(family.student(config, preset.teacher.n_blocks))
+        G = init_weights(family.student(config, **family.arch(preset)))
         maps = build_mappings(family, G, teacher_net)
         if variant != "alone":
             init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
         if cycle:
-            nets = teacher_nets(family, preset, False, lambda: family.student(config, preset.teacher.n_blocks))
+            nets = teacher_nets(family, preset, False, lambda: family.student(config, **family.arch(preset)))
             return {**nets, "G_A": G}
         D = discriminator(preset, data.paired)
         if use_teacher_d:
@@ -250,7 +250,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
             return CycleGANTrainer(nets, cfg, ckpt, device, stage.record())
         return DistillTrainer(nets, teacher_net, cfg, ckpt, device, stage.record(), family, cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
-    return Trained(_loaded(family.student(config, preset.teacher.n_blocks), art.weights["G"], device), art)
+    return Trained(_loaded(family.student(config, **family.arch(preset)), art.weights["G"], device), art)
 
 
 def student_maps(preset, student: Trained, teacher_net: nn.Module) -> nn.ModuleList | None:
@@ -293,7 +293,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
         return out
 
     def build() -> dict:
-        G = init_weights(family.supernet(max_width, preset.teacher.n_blocks))
+        G = init_weights(family.supernet(max_width, **family.arch(preset)))
         maps = elastic_mappings(family, G, teacher_net)
         init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net, by_importance=True))
         D = discriminator(preset, data.paired)
@@ -306,7 +306,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     art = load_or_train(stage, runs_dir, make, data.train, eval_references if eval_fn else None, progress,
                         preset.speed_ups)
     with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
-        net = family.supernet(max_width, preset.teacher.n_blocks)
+        net = family.supernet(max_width, **family.arch(preset))
     return Trained(_loaded(net, art.weights["G"], device).set_config(references["largest"]), art)
 
 
@@ -333,7 +333,7 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
     def build() -> dict:
         D = discriminator(preset, data.paired)
         if start == "teacher":
-            G = init_weights(family.student(config, preset.teacher.n_blocks))
+            G = init_weights(family.student(config, **family.arch(preset)))
             maps = build_mappings(family, G, teacher_net)
             init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
             D.load_state_dict(teacher_art.weights["D"])
@@ -353,5 +353,5 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
         return DistillTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     with torch.random.fork_rng(devices=[]):
-        net = family.student(config, preset.teacher.n_blocks)
+        net = family.student(config, **family.arch(preset))
     return Trained(_loaded(net, art.weights["G"], device), art)

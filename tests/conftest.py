@@ -12,4 +12,5 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 
 
 def pytest_configure(config):
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # two threads (CI's cores), or what OMP_NUM_THREADS asks for (e.g. 1 beside a long training run)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or min(2, os.cpu_count() or 1))

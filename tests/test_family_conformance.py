@@ -8,8 +8,9 @@ from gclib.metrics import count_macs
 from gclib.nn.gan import init_weights
 from gclib.recipes.distill import FeatureTaps
 
-# Small sizes per family for CPU tests: the supernet's widest entry, teacher width, blocks, image size.
-TINY = {"resnet": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "n_blocks": 3, "size": 32}}
+# Small sizes per family for CPU tests: the supernet's widest entry, teacher width, structure (``arch``), image size.
+TINY = {"resnet": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "arch": {"n_blocks": 3}, "size": 32},
+        "spade": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "arch": {"label_nc": 5, "n_up": 3}, "size": 32}}
 
 
 @pytest.fixture(params=sorted(FAMILIES))
@@ -31,8 +32,8 @@ def test_every_family_has_tiny_settings():
 def test_extracted_subnet_equals_the_supernet_slice(family):
     t = TINY[family.name]
     torch.manual_seed(0)
-    sup = init_weights(family.supernet(t["max_width"], t["n_blocks"])).eval()
-    x = family.example_inputs(2, t["size"])
+    sup = init_weights(family.supernet(t["max_width"], **t["arch"])).eval()
+    x = family.example_inputs(2, t["size"], **t["arch"])
     for config in _configs(family.space(t["choices"]), 8):
         sub = family.extract(sup, config).eval()
         assert sub.config == config
@@ -45,9 +46,9 @@ def test_closed_form_macs_equal_torchprofile(family):
     t = TINY[family.name]
     for size in (t["size"], 2 * t["size"]):
         for config in _configs(family.space(t["choices"]), 6, seed=1):
-            net = family.student(config, t["n_blocks"])
-            assert family.config_macs(config, size, t["n_blocks"]) == count_macs(
-                net, inputs=family.example_inputs(1, size)), (config, size)
+            net = family.student(config, **t["arch"])
+            assert family.config_macs(config, size, **t["arch"]) == count_macs(
+                net, inputs=family.example_inputs(1, size, **t["arch"])), (config, size)
 
 
 def test_space_parses_encodes_and_names_the_allowed_widths(family):
@@ -64,22 +65,22 @@ def test_space_parses_encodes_and_names_the_allowed_widths(family):
 
 def test_taps_have_the_declared_shapes(family):
     t = TINY[family.name]
-    nets = {"teacher": family.teacher(t["ngf"], t["n_blocks"]),
-            "student": family.student(family.uniform(t["max_width"]), t["n_blocks"]),
-            "supernet": family.supernet(t["max_width"], t["n_blocks"])}
+    nets = {"teacher": family.teacher(t["ngf"], **t["arch"]),
+            "student": family.student(family.uniform(t["max_width"]), **t["arch"]),
+            "supernet": family.supernet(t["max_width"], **t["arch"])}
     for name, net in nets.items():
         points, widths = family.distill_points(net), family.distill_widths(net)
         assert len(points) == len(widths) >= 1
         with FeatureTaps(net, points) as taps:
-            net(*family.example_inputs(2, t["size"]))
+            net(*family.example_inputs(2, t["size"], **t["arch"]))
         assert [f.shape[1] for f in taps.features] == widths, name
     assert len(family.distill_points(nets["teacher"])) == len(family.distill_points(nets["student"]))
 
 
 def test_channel_selection_returns_one_embedding_per_point(family):
     t = TINY[family.name]
-    teacher = init_weights(family.teacher(t["ngf"], t["n_blocks"]))
-    student = family.student(family.uniform(t["max_width"]), t["n_blocks"])
+    teacher = init_weights(family.teacher(t["ngf"], **t["arch"]))
+    student = family.student(family.uniform(t["max_width"]), **t["arch"])
     selections = family.init_from_teacher(student, teacher)
     for kept, s_width, t_width in zip(selections, family.distill_widths(student), family.distill_widths(teacher),
                                       strict=True):
@@ -89,10 +90,10 @@ def test_channel_selection_returns_one_embedding_per_point(family):
 def test_export_reloads_to_the_same_outputs(family, tmp_path):
     t = TINY[family.name]
     torch.manual_seed(0)
-    sup = init_weights(family.supernet(t["max_width"], t["n_blocks"]))
+    sup = init_weights(family.supernet(t["max_width"], **t["arch"]))
     sub = family.extract(sup, family.space(t["choices"]).sample(torch.Generator().manual_seed(3))).eval()
     paths = export(sub, tmp_path, "best", t["size"], family.name, extra={"note": "x"})
-    (x,) = family.example_inputs(3, t["size"])                  # another batch size than the export's example
+    (x,) = family.example_inputs(3, t["size"], **t["arch"])                  # another batch size than the export's example
     with torch.no_grad():
         expected = sub(x)
         assert torch.equal(load_exported(tmp_path, "best")(x), expected)

@@ -9,6 +9,7 @@ import pytest
 
 from gclib import report, runner
 from gclib.cli import main
+from gclib.families.spade.family import SPADE_FAMILY
 from gclib.presets import PRESETS, get_preset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +51,19 @@ def test_presets():
         get_preset("smoke", {"teacher.step": 3})
     with pytest.raises(ValueError, match="unknown preset part 'gan'"):
         get_preset("smoke", {"gan.steps": 3})
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_shipped_main_budget_leaves_the_search_a_choice(name):
+    """Notebook 04's main budget is the MACs of the uniform sub-network at the student's width. If that width is the
+    narrowest choice, the uniform sub-network is the only one under the budget and searched == uniform."""
+    from gclib.data import EMBEDDED_TASKS
+    for task in (None, *EMBEDDED_TASKS):
+        p = get_preset(name, task=task)
+        if p.search.budget_gmacs or p.student.ngf not in p.search.budget_widths:
+            continue
+        choices = p.supernet.choices_for(task is None or EMBEDDED_TASKS[task] == "paired")
+        assert p.student.ngf > min(choices), (name, task, p.student.ngf, choices)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -124,6 +138,12 @@ def test_cli_macs(capsys):
     assert "2.62 G MACs" in capsys.readouterr().out
     assert main(["macs", "16_16_16"]) == 2
     assert "needs 8" in capsys.readouterr().err
+    assert main(["macs", "32_32_32_48_32_24_24_32", "--family", "spade", "--size", "256x512", "--classes", "35"]) == 0
+    out = capsys.readouterr().out                       # the released GauGAN: the closed form, 20.2 M params
+    assert f"{SPADE_FAMILY.config_macs('32_32_32_48_32_24_24_32', (256, 512), label_nc=35) / 1e9:.2f} G MACs" in out
+    assert "20.160 M params" in out and "label_nc 35" in out
+    assert main(["macs", "teacher", "--size", "25xa"]) == 2
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
     assert main(["macs", "teacher", "--family", "spade9"]) == 2
     assert "unknown generator family" in capsys.readouterr().err
 

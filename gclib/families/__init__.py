@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .base import ConfigSpace, Family, encode
 from .resnet import RESNET
+from .spade.family import SPADE_FAMILY
 
-FAMILIES: dict[str, Family] = {RESNET.name: RESNET}
+FAMILIES: dict[str, Family] = {RESNET.name: RESNET, SPADE_FAMILY.name: SPADE_FAMILY}
 
 
 def get_family(name: str = "resnet") -> Family:

@@ -86,6 +86,17 @@ class ConfigSpace:
         return f"ConfigSpace({self.family}, {dict(zip(self.entries, self.choices))}, {self.size:,} configs)"
 
 
+def image_hw(image_size) -> tuple[int, int]:
+    """``256`` -> (256, 256); ``(256, 512)`` or ``'256x512'`` -> (256, 512): height, width."""
+    if isinstance(image_size, str):
+        h, _, w = image_size.lower().partition("x")
+        return int(h), int(w or h)
+    if isinstance(image_size, int):
+        return image_size, image_size
+    h, w = image_size
+    return int(h), int(w)
+
+
 def encode(values: Sequence[int]) -> str:
     return "_".join(str(int(v)) for v in values)
 
@@ -105,6 +116,16 @@ def parse_widths(config: str | Sequence[int], n: int, family: str = "") -> list[
                          f"(e.g. '{example}')")
     if any(v < 1 for v in values):
         raise ValueError(f"config {config!r}: every width must be a positive integer")
+    return values
+
+
+def parse_within(config: str | Sequence[int], n: int, family: str, max_width: int) -> list[int]:
+    """A supernet's config: :func:`parse_widths`, and no entry wider than the supernet (``max_width``)."""
+    values = parse_widths(config, n, family)
+    too_wide = [v for v in values if v > max_width]
+    if too_wide:
+        raise ValueError(f"config {encode(values)} asks for widths {too_wide} but this supernet is "
+                         f"{max_width} wide; every entry must be at most {max_width}")
     return values
 
 
@@ -130,19 +151,25 @@ class Family:
     def uniform(self, width: int) -> str:
         return encode([width] * len(self.entries))
 
-    def config_macs(self, config: str | Sequence[int], image_size: int) -> int:
+    def arch(self, preset) -> dict:
+        """The structural settings a preset fixes besides the widths (the ResNet family: ``n_blocks``), passed as
+        keywords to :meth:`teacher`, :meth:`student`, :meth:`supernet`, :meth:`config_macs` and
+        :meth:`example_inputs`. Every generator of the family also has them as ``net.arch``."""
+        raise NotImplementedError
+
+    def config_macs(self, config: str | Sequence[int], image_size, **arch) -> int:
         """Closed-form MACs of the sub-network ``config`` at batch 1 (equal to torchprofile's count)."""
         raise NotImplementedError
 
     # -- networks ------------------------------------------------------------------------------------------------
-    def teacher(self, ngf: int, n_blocks: int) -> nn.Module:
+    def teacher(self, ngf: int, **arch) -> nn.Module:
         raise NotImplementedError
 
-    def student(self, config: str | Sequence[int], n_blocks: int) -> nn.Module:
+    def student(self, config: str | Sequence[int], **arch) -> nn.Module:
         """The compressed (mobile) generator of ``config``: a plain ``nn.Module``, no elastic layers."""
         raise NotImplementedError
 
-    def supernet(self, max_width: int, n_blocks: int) -> nn.Module:
+    def supernet(self, max_width: int, **arch) -> nn.Module:
         """The once-for-all supernet: every entry at most ``max_width``; ``net.set_config(config)`` picks a
         sub-network and returns the net; ``net.config`` is the active one."""
         raise NotImplementedError
@@ -151,7 +178,7 @@ class Family:
         """The sub-network ``config`` of ``supernet`` as a standalone :meth:`student` holding the shared weights."""
         raise NotImplementedError
 
-    def example_inputs(self, batch: int, image_size: int) -> tuple[torch.Tensor, ...]:
+    def example_inputs(self, batch: int, image_size, **arch) -> tuple[torch.Tensor, ...]:
         """Inputs of the generator's forward (an image; later a label map, or an image and a style code)."""
         raise NotImplementedError
 

@@ -146,7 +146,7 @@ def discriminator(preset, paired: bool) -> nn.Module:
 def teacher_nets(family, preset, paired: bool, make_generator=None) -> dict[str, nn.Module]:
     """Generator(s) and discriminator(s) for pix2pix (``G``, ``D``) or CycleGAN (``G_A``, ``G_B``, ``D_A``, ``D_B``),
     N(0, 0.02) init. ``make_generator``: another generator to train this way (default: the family's teacher)."""
-    make = make_generator or (lambda: family.teacher(preset.teacher.ngf, preset.teacher.n_blocks))
+    make = make_generator or (lambda: family.teacher(preset.teacher.ngf, **family.arch(preset)))
     if paired:
         return {"G": init_weights(make()), "D": discriminator(preset, True)}
     return {"G_A": init_weights(make()), "G_B": init_weights(make()), "D_A": discriminator(preset, False),

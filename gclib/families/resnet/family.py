@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ...nn.elastic import slice_state_dict
-from ..base import Family
+from ..base import Family, image_hw
 from .networks import (MobileResnetGenerator, ResnetGenerator, SuperMobileResnetGenerator, config_widths,
                        inner_key)
 
@@ -35,6 +35,9 @@ class ResnetFamily(Family):
     name = "resnet"
     entries = ("stem", "down", "trunk", "inner1", "inner2", "inner3", "up1", "up2")
     default_choices = FAST_CYCLEGAN_CHOICES
+
+    def arch(self, preset) -> dict:
+        return {"n_blocks": preset.teacher.n_blocks}
 
     def config_macs(self, config, image_size: int, n_blocks: int = 9) -> int:
         """Each conv costs ``H_out W_out C_out C_in/groups k^2`` (transposed convs counted on their output), as
@@ -66,12 +69,12 @@ class ResnetFamily(Family):
     def extract(self, supernet: SuperMobileResnetGenerator, config=None) -> MobileResnetGenerator:
         """Slicing the supernet's state_dict to the sub-network's shapes (first k along each dimension) gives a
         plain generator that computes exactly what the supernet computes under ``config``."""
-        sub = MobileResnetGenerator(config if config is not None else supernet.config, supernet.n_blocks)
+        sub = MobileResnetGenerator(config if config is not None else supernet.config, **supernet.arch)
         sub.load_state_dict(slice_state_dict(supernet.state_dict(), sub.state_dict()))
         return sub.to(next(supernet.parameters()).device)
 
-    def example_inputs(self, batch: int, image_size: int) -> tuple[torch.Tensor]:
-        return (torch.rand(batch, 3, image_size, image_size) * 2 - 1,)
+    def example_inputs(self, batch: int, image_size, **_) -> tuple[torch.Tensor]:
+        return (torch.rand(batch, 3, *image_hw(image_size)) * 2 - 1,)
 
     def distill_points(self, net) -> list[str]:
         return net.distill_points

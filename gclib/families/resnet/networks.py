@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ...nn.elastic import make_elastic, set_active_widths
-from ..base import encode, parse_widths
+from ..base import encode, parse_widths, parse_within
 from ...nn.gan import instance_norm
 
 FIRST_BLOCK = 10  # index in ``model`` of the first residual block
@@ -107,6 +107,10 @@ class _Generator(nn.Module):
 
     n_blocks: int
     model: nn.Sequential
+
+    @property
+    def arch(self) -> dict:
+        return {"n_blocks": self.n_blocks}
 
     @property
     def distill_points(self) -> list[str]:
@@ -206,11 +210,7 @@ class SuperMobileResnetGenerator(MobileResnetGenerator):
         self.set_config([max_width] * 8)
 
     def set_config(self, config: str | Sequence[int]) -> "SuperMobileResnetGenerator":
-        values = parse_widths(config, 8, "resnet")
-        too_wide = [v for v in values if v > self.max_width]
-        if too_wide:
-            raise ValueError(f"config {encode(values)} asks for widths {too_wide} but this supernet is "
-                             f"{self.max_width} wide; every entry must be at most {self.max_width}")
+        values = parse_within(config, 8, "resnet", self.max_width)
         self.config = encode(values)
         w = config_widths(values)
         set_active_widths(self, {name: w[key] for name, key in self.width_slots.items()})
