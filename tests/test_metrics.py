@@ -246,7 +246,8 @@ def test_the_offline_extractor_passes_the_damage_ladder(task):
     assert colour_16["fid low"] > floor["fid high"], (colour_16, floor)
 
 
-def test_the_segmenter_is_cached_with_its_settings(monkeypatch):
+def test_the_segmenter_is_cached_with_its_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("GCLIB_DATA", str(tmp_path))   # its own cache: not a segmenter another test trained
     monkeypatch.setattr(metrics.segmentation, "train_segmenter",
                         lambda task, **k: metrics.Segmenter(len(metrics.segmentation.CLASSES[task]), 8).eval())
     first = metrics.load_segmenter("stripes", progress=False)
