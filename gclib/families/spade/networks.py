@@ -191,21 +191,22 @@ class MobileSPADEGenerator(_Generator):
         values = parse_widths(config, 8, "spade")
         self.config, self.label_nc, self.n_up = encode(values), label_nc, n_up
         w = config_widths(values)
-        blocks, stream = {}, w["fc"]
+        blocks = {}
         self.width_slots: dict[str, str] = {"fc": "fc"}
+        stream_slot = "fc"                            # the width slot of the tensor entering the block
         for name in BLOCKS:
             shortcut = BLOCK_MULT[name] < 16
-            fout = w[name] if shortcut else stream    # blocks without a shortcut add back onto the stream
-            blocks[name] = (stream, w[name], fout, w[f"{name}.hidden"])
-            out_slot = name if shortcut else "fc"
+            out_slot = name if shortcut else stream_slot  # blocks without a shortcut add back onto the stream
+            blocks[name] = (w[stream_slot], w[name], w[out_slot], w[f"{name}.hidden"])
             self.width_slots.update({f"{name}.conv_0": name, f"{name}.conv_1": out_slot})
             if shortcut:
                 self.width_slots[f"{name}.conv_s"] = name
-            for norm in ("norm_0", "norm_1") + (("norm_s",) if shortcut else ()):
+            modulated = {"norm_0": stream_slot, "norm_1": name, **({"norm_s": stream_slot} if shortcut else {})}
+            for norm, slot in modulated.items():
                 self.width_slots[f"{name}.{norm}.mlp_shared.0"] = f"{name}.hidden"
                 for head in ("mlp_gamma", "mlp_beta"):           # pointwise conv -> the width SPADE modulates
-                    self.width_slots[f"{name}.{norm}.{head}.conv.2"] = f"{name}.{norm}"
-            stream = fout
+                    self.width_slots[f"{name}.{norm}.{head}.conv.2"] = slot
+            stream_slot = out_slot
         self._build(w["fc"], blocks, separable=True)
 
     def describe(self) -> str:
@@ -229,23 +230,12 @@ class SuperMobileSPADEGenerator(MobileSPADEGenerator):
     def set_config(self, config: str | Sequence[int]) -> "SuperMobileSPADEGenerator":
         values = parse_within(config, 8, "spade", self.max_width)
         self.config = encode(values)
-        set_active_widths(self, {name: _slot_width(config_widths(values), key)
-                                 for name, key in self.width_slots.items()})
+        w = config_widths(values)
+        set_active_widths(self, {name: w[key] for name, key in self.width_slots.items()})
         return self
 
     def describe(self) -> str:
         return f"the SPADE supernet of max width {self.max_width} ({self.label_nc} label channels)"
-
-
-def _slot_width(w: dict[str, int], key: str) -> int:
-    """A width slot's value: a config width, or (``<block>.norm_k``) the width a block's SPADE modulates."""
-    if key.count(".") == 1 and ".norm_" in key:
-        block, norm = key.split(".")
-        if norm == "norm_1":
-            return w[block]
-        i = BLOCKS.index(block)                          # norm_0 / norm_s modulate the block's input
-        return w["fc"] if i <= BLOCKS.index("up_0") else w[BLOCKS[i - 1]]
-    return w[key]
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
