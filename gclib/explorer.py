@@ -36,7 +36,10 @@ class BudgetExplorer:
     """rows: searched sub-networks ``{'config', 'macs', 'fid', 'kid', ...}`` (e.g. a Pareto front).
     make_model(config) -> nn.Module builds the sub-network (e.g. ``extract_subnet(supernet, config)``);
     latency(model) -> milliseconds measures it (e.g. gclib.profiling.measure_latency); ``inputs`` are the fixed test
-    inputs, float (N, 3, H, W) in [-1, 1]; ``teacher_row`` is the teacher's ``{'macs', 'fid', 'kid'}``.
+    inputs (float, e.g. (N, 3, H, W) images in [-1, 1] or (N, L, H, W) one-hot label maps); ``teacher_row`` is the
+    teacher's ``{'macs', 'fid', 'kid'}``. ``key``: the row field the best is picked by (lower is better); ``shown``:
+    the ``(field, label)`` pairs the text and figure give; ``pictures``: uint8 (N, 3, H, W) pictures of the inputs to
+    show above the outputs (a label map's colours), when the inputs are not images themselves.
 
     ``best_under_budget=True`` (default): a budget shows the best row within it (give the Pareto front as ``rows`` and
     every position is a front point). ``False``: a budget shows the row of exactly those MACs, to browse every
@@ -44,13 +47,14 @@ class BudgetExplorer:
 
     def __init__(self, rows: list[dict], make_model: Callable[[str], nn.Module], inputs: torch.Tensor,
                  teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], key: str = "fid",
-                 best_under_budget: bool = True):
+                 best_under_budget: bool = True, shown: tuple = (("fid", "FID"), ("kid", "KID x1000")),
+                 pictures: torch.Tensor | None = None):
         if not rows:
             raise ValueError("the explorer needs at least one searched sub-network")
         self.rows = sorted(rows, key=lambda r: r["macs"])
         self.budgets = sorted({r["macs"] for r in self.rows})
         self.make_model, self.inputs, self.latency, self.key = make_model, inputs, latency, key
-        self.best_under_budget = best_under_budget
+        self.best_under_budget, self.shown, self.pictures = best_under_budget, tuple(shown), pictures
         self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": generate(teacher, inputs)}
         self._views: dict[str, dict] = {}
 
@@ -75,10 +79,10 @@ class BudgetExplorer:
         """One HTML paragraph: the picked network's config, MACs, quality and latency against the teacher's."""
         v, t = self.view(budget_macs), self.teacher_row
         r = v["row"]
+        quality = "".join(f"{label} {r[k]:.2f} (teacher {t[k]:.2f}), " for k, label in self.shown)
         return (f"<b>budget {budget_macs / 1e9:.4f} GMACs</b> &rarr; <code>{html.escape(r['config'])}</code>: "
                 f"<span class='{CSS_PREFIX}-macs'>{r['macs'] / 1e9:.4f}</span> GMACs "
-                f"({t['macs'] / r['macs']:.1f}x fewer than the teacher), FID {r['fid']:.2f} "
-                f"(teacher {t['fid']:.2f}), KID x1000 {r['kid']:.2f} (teacher {t['kid']:.2f}), "
+                f"({t['macs'] / r['macs']:.1f}x fewer than the teacher), {quality}"
                 f"latency {v['latency_ms']:.1f} ms (teacher {t['latency_ms']:.1f} ms, "
                 f"{t['latency_ms'] / v['latency_ms']:.1f}x faster)")
 
@@ -103,7 +107,9 @@ class BudgetExplorer:
         slider.observe(update, names="value")
         update()
         label = lambda text: widgets.HTML(f"<b>{text}</b>")
-        return widgets.VBox([slider, info, label("teacher"), teacher_img, label("best searched sub-network"),
+        inputs = [] if self.pictures is None else [label("input"), widgets.Image(
+            value=_strip_png(self.pictures, scale), format="png")]
+        return widgets.VBox([slider, info, *inputs, label("teacher"), teacher_img, label("best searched sub-network"),
                              picked_img])
 
     def figure(self, budgets: list[float], n: int = 4):
@@ -111,15 +117,18 @@ class BudgetExplorer:
         import matplotlib.pyplot as plt
         views = [self.view(b) for b in budgets]
         t = self.teacher_row
-        rows = [("teacher", t["macs"], t["fid"], t["kid"], t["latency_ms"], t["images"])]
-        rows += [(f"<= {b / 1e9:.3f} G", v["row"]["macs"], v["row"]["fid"], v["row"]["kid"], v["latency_ms"],
+        quality = lambda r: ", ".join(f"{label} {r[k]:.2f}" for k, label in self.shown)
+        rows = [] if self.pictures is None else [("input", None, "", self.pictures)]
+        rows += [("teacher", t["macs"], f"{quality(t)}, {t['latency_ms']:.1f} ms", t["images"])]
+        rows += [(f"<= {b / 1e9:.3f} G", v["row"]["macs"], f"{quality(v['row'])}, {v['latency_ms']:.1f} ms",
                   v["images"]) for b, v in zip(budgets, views)]
         fig, axes = plt.subplots(len(rows), 1, figsize=(1.5 * n + 2.5, 1.55 * len(rows)), squeeze=False)
-        for ax, (name, macs, fid, kid, ms, images) in zip(axes[:, 0], rows):
+        for ax, (name, macs, title, images) in zip(axes[:, 0], rows):
             ax.imshow(torch.cat(list(images[:n]), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_ylabel(f"{name}\n{macs / 1e9:.3f} GMACs", fontsize=8, rotation=0, ha="right", va="center")
-            ax.set_title(f"FID {fid:.2f}, KID x1000 {kid:.2f}, {ms:.1f} ms", fontsize=8, loc="left")
+            ax.set_ylabel(name if macs is None else f"{name}\n{macs / 1e9:.3f} GMACs", fontsize=8, rotation=0,
+                          ha="right", va="center")
+            ax.set_title(title, fontsize=8, loc="left")
         fig.tight_layout()
         return fig

@@ -108,6 +108,15 @@ class ProfilingPart:
     random_configs: int = 24   # random sub-networks timed for the MACs-vs-latency ranking
 
 
+@dataclass(frozen=True)
+class SpadePart:
+    """The SPADE (GauGAN) family's structure besides its widths (``preset.family == "spade"``, notebook 06)."""
+    label_nc: int = 0          # label map channels (cityscapes: 35 classes + 1 instance edge); 0: the embedded facades'
+    n_up: int = 0              # x2 upsamplings after the label map's shrunk grid (the paper's 5); 0: as many as leave a
+                               # grid of at least 4x4 (3 at 32x32, 5 from 128 on): the mobile SPADE's InstanceNorm
+                               # needs more than one value per channel
+
+
 SAMPLERS = ("uniform", "sandwich")   # supernet.sampler
 D_NORMS = ("instance", "none")   # the discriminator normalisations a preset may choose (teacher.d_norm)
 # Training speed-ups a preset may apply to every stage (see Trainer.speed_up; `python -m gclib bench --train`
@@ -117,7 +126,7 @@ SPEED_UPS = ("channels_last", "compile", "fused_adam", "bf16", "cudnn_benchmark"
 TOP_FIELDS = ("eval_every", "ckpt_every", "family", "speed_ups")   # the preset fields outside any part
 
 PARTS = {"data": DataPart, "optim": OptimPart, "teacher": TeacherPart, "student": StudentPart,
-         "supernet": SupernetPart, "search": SearchPart, "profiling": ProfilingPart}
+         "supernet": SupernetPart, "search": SearchPart, "profiling": ProfilingPart, "spade": SpadePart}
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,7 @@ class Preset:
     supernet: SupernetPart = field(default_factory=SupernetPart)
     search: SearchPart = field(default_factory=SearchPart)
     profiling: ProfilingPart = field(default_factory=ProfilingPart)
+    spade: SpadePart = field(default_factory=SpadePart)
     family: str = "resnet"
     eval_every: int = 100      # steps between held-out evaluations during training (not part of any key)
     ckpt_every: int = 100      # steps between resumable checkpoints (not part of any key)
@@ -139,14 +149,18 @@ class Preset:
     # per-task changes, {task: {'part.field': value}}, applied by for_task (e.g. the unpaired teacher costs six
     # generator passes per step, so the laptop preset gives it a smaller batch)
     tasks: dict = field(default_factory=dict)
+    # per-family changes, {family: {'part.field': value}}, applied when ``family`` is switched to one of them
+    # (``override({"family": "spade"})``): each family compresses its own teacher at its own scale
+    families: dict = field(default_factory=dict)
 
     def __post_init__(self):
         validate(self)
-        for task, changes in self.tasks.items():  # each task's variant must be a valid preset too
-            try:
-                replace(self, tasks={}).override(changes)
-            except ValueError as e:
-                raise ValueError(f"preset {self.name!r}, changes for task {task!r}: {e}") from None
+        for kind, variants in (("task", self.tasks), ("family", self.families)):
+            for name, changes in variants.items():  # each task's and family's variant must be a valid preset too
+                try:
+                    replace(self, tasks={}, families={}).override(changes)
+                except ValueError as e:
+                    raise ValueError(f"preset {self.name!r}, changes for {kind} {name!r}: {e}") from None
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
@@ -161,7 +175,14 @@ class Preset:
 
     def override(self, changes: dict[str, Any]) -> "Preset":
         """A copy with ``{'part.field': value}`` (or top-level ``'eval_every'``) replaced; unknown names are refused
-        with the list of known ones."""
+        with the list of known ones. Switching ``family`` to one the preset has changes for applies those first."""
+        family = changes.get("family")
+        if family and family != self.family and family in self.families:
+            switched = replace(self, family=family)._override(self.families[family])
+            return switched._override({k: v for k, v in changes.items() if k != "family"})
+        return self._override(changes)
+
+    def _override(self, changes: dict[str, Any]) -> "Preset":
         parts: dict[str, dict] = {}
         top: dict[str, Any] = {}
         for dotted, value in changes.items():
@@ -215,7 +236,8 @@ def validate(p: Preset) -> None:
                     "supernet.steps": p.supernet.steps, "supernet.rank_configs": p.supernet.rank_configs,
                     "supernet.standalone_steps": p.supernet.standalone_steps,
                     "search.generations": p.search.generations, "search.finetune_steps": p.search.finetune_steps,
-                    "profiling.random_configs": p.profiling.random_configs}
+                    "profiling.random_configs": p.profiling.random_configs, "spade.label_nc": p.spade.label_nc,
+                    "spade.n_up": p.spade.n_up}
     for name, value in non_negative.items():
         if not isinstance(value, int) or value < 0:
             _fail(p, name, value, "a non-negative integer")
@@ -270,7 +292,9 @@ PRESETS: dict[str, Preset] = {
         supernet=SupernetPart(choices=(4, 6, 8), unpaired_choices=(4, 6, 8), steps=20, rank_configs=3,
                               standalone_steps=10),
         search=SearchPart(budget_widths=(6,), population=6, generations=2, finetune_steps=10),
-        profiling=ProfilingPart(resolutions=(32, 64), batches=(1, 2), repeats=3, random_configs=6)),
+        profiling=ProfilingPart(resolutions=(32, 64), batches=(1, 2), repeats=3, random_configs=6),
+        families={"spade": {"teacher.ngf": 8, "teacher.ndf": 16, "teacher.steps": 20, "student.ngf": 4,
+                            "supernet.choices": (4, 6, 8), "supernet.steps": 20, "search.budget_widths": (6,)}}),
     "laptop": Preset(
         # Both tasks at 32x32: the paper's teacher costs 0.89 G MACs there, and a pix2pix step of 8 images takes about
         # 0.5 s on 2 cores (4x less than at 64x64); the segmenter still reads 32x32 renders at mIoU 0.99. The MAC
@@ -303,7 +327,15 @@ PRESETS: dict[str, Preset] = {
         # normalise (see teacher.d_norm).
         tasks={"stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 1500, "teacher.d_norm": "none",
                            "data.batch_size": 4, "student.ngf": 8, "supernet.choices": (6, 8, 12, 16, 24, 32),
-                           "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "search.budget_widths": (8, 12, 16)}}),
+                           "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "search.budget_widths": (8, 12, 16)}},
+        # GauGAN on the facades label maps (notebook 06, at most 15 minutes): a 16-wide SPADE teacher (200 M MACs at
+        # 32x32, 5.8 M parameters; the paper's 64 would be 16x slower) against a 32-wide multi-scale D. The main
+        # budget, uniform width 6, is 10.7x fewer MACs than the teacher (the paper's cityscapes budget: 9x).
+        families={"spade": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 800, "teacher.seeds": (0,),
+                            "student.ngf": 6, "supernet.choices": (4, 6, 8, 12, 16),
+                            "supernet.unpaired_choices": (4, 6, 8, 12, 16), "supernet.steps": 1200,
+                            "search.budget_widths": (6, 8), "search.population": 12, "search.generations": 4,
+                            "search.finetune_steps": 300}}),
     "gpu": Preset(
         # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
         # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's

@@ -31,11 +31,11 @@ from .artifacts import artifact_lock, load_artifact, save_artifact, set_aside
 from .data import TaskData
 from .families import get_family
 from .nn.gan import init_weights
-from .recipes.distill import (TEACHERLESS, VARIANTS, DistillTrainer, TeacherCache, build_mappings, distill_config,
-                              init_mappings_as_selection)
-from .recipes.once_for_all import SupernetTrainer, elastic_mappings
-from .recipes.teacher import CycleGANTrainer, discriminator, teacher_config, teacher_nets, trainer_for
-from .recipes.trainer import EvalFn, Trainer, from_preset, world
+from .recipes import recipe_for
+from .recipes.distill import TEACHERLESS, VARIANTS, TeacherCache, build_mappings, init_mappings_as_selection
+from .recipes.once_for_all import elastic_mappings
+from .recipes.teacher import CycleGANTrainer, teacher_config
+from .recipes.trainer import EvalFn, Trainer, world
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,15 @@ def _seeded(seed: int, build: Callable[[], dict]) -> dict:
 
 
 def _common(preset, data: TaskData) -> dict:
+    """What every stage depends on: the family and its structure (ResNet: ``n_blocks``), the task's kind, the data."""
     return {"family": preset.family, "paired": data.paired, "data": preset.data.training(),
-            "n_blocks": preset.teacher.n_blocks}
+            **get_family(preset.family).arch(preset)}
+
+
+def _label(preset, label: str = "") -> str:
+    """The readable part of a file name: families other than the first (ResNet) name themselves, so a folder holding
+    a GauGAN and a pix2pix teacher of the same task tells them apart (``teacher_facades_spade_s0_<key>.pt``)."""
+    return "_".join(p for p in ((preset.family if preset.family != "resnet" else ""), label) if p)
 
 
 def _weights(cfg, preset):
@@ -186,14 +193,14 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
             progress: bool = True) -> Trained:
     """Notebook 01: the teacher of ``data.task`` trained with pix2pix (paired) or CycleGAN (unpaired).
     The artifact keeps the A -> B generator ``G`` and the discriminator ``D`` that judged it."""
-    family = get_family(preset.family)
-    cfg = teacher_config(preset, data.paired, seed)
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
+    cfg = recipe.teacher_config(preset, data.paired, seed)
     stage = Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.teacher.training(),
-                                               "train": cfg.settings()})
+                                               "train": cfg.settings()}, label=_label(preset))
 
     def make(ckpt: Path) -> Trainer:
-        nets = _seeded(seed, lambda: teacher_nets(family, preset, data.paired))
-        return trainer_for(data.paired)(nets, cfg, ckpt, device, stage.record())
+        nets = _seeded(seed, lambda: recipe.teacher_nets(family, preset, data.paired))
+        return recipe.teacher_trainer(data.paired)(nets, cfg, ckpt, device, stage.record())
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     return Trained(_loaded(family.teacher(preset.teacher.ngf, **family.arch(preset)), art.weights["G"], device), art)
 
@@ -216,20 +223,20 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
     and, for distillation, the mapping convs ``maps``."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
-    family = get_family(preset.family)
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
     teacher_net, teacher_art = teacher
     config = family.uniform(preset.student.ngf)
     cycle = variant in TEACHERLESS and not data.paired
     if cycle:
         cfg = teacher_config(preset, data.paired, seed, steps=preset.student.steps)
     else:
-        cfg = _weights(distill_config(from_preset(preset, preset.student.steps, seed), data.paired, variant), preset)
+        cfg = _weights(recipe.student_config(preset, preset.student.steps, seed, data.paired, variant), preset)
         if lambda_distill is not None and variant == "features":
             cfg.lambda_distill = lambda_distill
     use_teacher_d = teacher_d and variant not in TEACHERLESS
     stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
                                                "teacher_d": use_teacher_d, "train": cfg.settings()},
-                  parent=teacher_art.key, label=variant)
+                  parent=teacher_art.key, label=_label(preset, variant))
 
     def build() -> dict:
         G = init_weights(family.student(config, **family.arch(preset)))
@@ -237,9 +244,9 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         if variant != "alone":
             init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
         if cycle:
-            nets = teacher_nets(family, preset, False, lambda: family.student(config, **family.arch(preset)))
+            nets = recipe.teacher_nets(family, preset, False, lambda: family.student(config, **family.arch(preset)))
             return {**nets, "G_A": G}
-        D = discriminator(preset, data.paired)
+        D = recipe.discriminator(family, preset, data.paired)
         if use_teacher_d:
             D.load_state_dict(teacher_art.weights["D"])
         return {"G": G, "D": D, "maps": maps}
@@ -248,7 +255,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         nets = _seeded(seed, build)
         if cycle:
             return CycleGANTrainer(nets, cfg, ckpt, device, stage.record())
-        return DistillTrainer(nets, teacher_net, cfg, ckpt, device, stage.record(), family, cache)
+        return recipe.distill_trainer(nets, teacher_net, cfg, ckpt, device, stage.record(), family, cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     return Trained(_loaded(family.student(config, **family.arch(preset)), art.weights["G"], device), art)
 
@@ -272,13 +279,14 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     ``eval_fn`` is applied every ``eval_every`` steps to the largest and the smallest sub-network; the evals hold
     ``fid@largest``, ``kid@smallest``, ... The artifact keeps ``G``, ``maps`` and ``D`` (fine-tuning starts from
     all three)."""
-    family = get_family(preset.family)
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
     teacher_net, teacher_art = teacher
     space = family.space(preset.supernet.choices_for(data.paired))
-    cfg = _weights(distill_config(from_preset(preset, preset.supernet.steps, seed), data.paired, "features"), preset)
+    cfg = _weights(recipe.student_config(preset, preset.supernet.steps, seed, data.paired, "features"), preset)
     stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
                                                 "sampler": preset.supernet.sampler, "train": cfg.settings()},
-                  parent=teacher_art.key, label="" if preset.supernet.sampler == "uniform" else preset.supernet.sampler)
+                  parent=teacher_art.key,
+                  label=_label(preset, "" if preset.supernet.sampler == "uniform" else preset.supernet.sampler))
     max_width = max(max(c) for c in space.choices)
     if max_width > preset.teacher.ngf:
         raise ValueError(f"supernet widths go up to {max_width} but the teacher is only ngf {preset.teacher.ngf} "
@@ -296,13 +304,13 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
         G = init_weights(family.supernet(max_width, **family.arch(preset)))
         maps = elastic_mappings(family, G, teacher_net)
         init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net, by_importance=True))
-        D = discriminator(preset, data.paired)
+        D = recipe.discriminator(family, preset, data.paired)
         D.load_state_dict(teacher_art.weights["D"])
         return {"G": G, "D": D, "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
-        return SupernetTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache,
-                               space=space, sampler=preset.supernet.sampler)
+        return recipe.supernet_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
+                                       cache, space=space, sampler=preset.supernet.sampler)
     art = load_or_train(stage, runs_dir, make, data.train, eval_references if eval_fn else None, progress,
                         preset.speed_ups)
     with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
@@ -322,16 +330,16 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
         raise ValueError(f"start must be 'teacher' or 'supernet', not {start!r}")
     if start == "supernet" and supernet is None:
         raise ValueError("start='supernet' needs supernet=stages.supernet(...), the supernet to fine-tune from")
-    family = get_family(preset.family)
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
     teacher_net, teacher_art = teacher
     config = "_".join(map(str, family.parse(config)))
-    cfg = _weights(distill_config(from_preset(preset, steps, seed), data.paired, "features"), preset)
+    cfg = _weights(recipe.student_config(preset, steps, seed, data.paired, "features"), preset)
     parent = supernet.artifact.key if start == "supernet" else teacher_art.key
     stage = Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
-                                              "train": cfg.settings()}, parent=parent, label=f"{config}_{start}")
+                                              "train": cfg.settings()}, parent=parent, label=_label(preset, f"{config}_{start}"))
 
     def build() -> dict:
-        D = discriminator(preset, data.paired)
+        D = recipe.discriminator(family, preset, data.paired)
         if start == "teacher":
             G = init_weights(family.student(config, **family.arch(preset)))
             maps = build_mappings(family, G, teacher_net)
@@ -350,7 +358,8 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
         return {"G": G, "D": D, "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
-        return DistillTrainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family, cache)
+        return recipe.distill_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
+                                      cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     with torch.random.fork_rng(devices=[]):
         net = family.student(config, **family.arch(preset))

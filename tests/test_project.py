@@ -59,11 +59,12 @@ def test_every_shipped_main_budget_leaves_the_search_a_choice(name):
     narrowest choice, the uniform sub-network is the only one under the budget and searched == uniform."""
     from gclib.data import EMBEDDED_TASKS
     for task in (None, *EMBEDDED_TASKS):
-        p = get_preset(name, task=task)
-        if p.search.budget_gmacs or p.student.ngf not in p.search.budget_widths:
-            continue
-        choices = p.supernet.choices_for(task is None or EMBEDDED_TASKS[task] == "paired")
-        assert p.student.ngf > min(choices), (name, task, p.student.ngf, choices)
+        for family in (None, *PRESETS[name].families):             # notebook 06's main budget is its student's too
+            p = get_preset(name, {"family": family} if family else None, task=task)
+            if p.search.budget_gmacs or p.student.ngf not in p.search.budget_widths:
+                continue
+            choices = p.supernet.choices_for(task is None or EMBEDDED_TASKS[task] == "paired")
+            assert p.student.ngf > min(choices), (name, task, family, p.student.ngf, choices)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -92,6 +93,17 @@ def test_per_task_changes_apply_to_their_task_only_and_are_validated():
     assert get_preset("laptop", {"teacher.steps": 7}, task="stripes").teacher.steps == 7   # user's word last
     with pytest.raises(ValueError, match=r"changes for task 'stripes'.*data.image_size must be a multiple of 4"):
         laptop.__class__(**{**laptop.__dict__, "tasks": {"stripes": {"data.image_size": 30}}})
+
+
+def test_per_family_changes_apply_when_the_family_is_switched_and_are_validated():
+    laptop = get_preset("laptop")
+    spade = get_preset("laptop", {"family": "spade"})
+    assert spade.teacher.ngf == laptop.families["spade"]["teacher.ngf"] != laptop.teacher.ngf
+    assert spade.optim == laptop.optim                                           # what the family leaves alone
+    assert get_preset("laptop", {"family": "spade", "supernet.steps": 9}).supernet.steps == 9   # user's word last
+    assert get_preset("laptop", {"family": "resnet"}) == laptop
+    with pytest.raises(ValueError, match=r"changes for family 'spade'.*spade.n_up must be a non-negative integer"):
+        laptop.__class__(**{**laptop.__dict__, "families": {"spade": {"spade.n_up": -1}}})
 
 
 def test_the_paper_preset_follows_the_official_settings_per_dataset():

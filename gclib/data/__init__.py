@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from .download import REAL_DATASETS, download_dataset, extract, fetch, sha256_of
@@ -94,6 +95,28 @@ class TaskData:
                 f"{len(self.heldout)} held-out, {len(self.test)} test images")
 
 
+def one_hot(labels: torch.Tensor, label_nc: int) -> torch.Tensor:
+    """Class indices (N, H, W) -> one-hot label maps (N, label_nc, H, W) of 0.0 / 1.0: a SPADE generator's input."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= label_nc):
+        raise ValueError(f"label maps hold classes {int(labels.min())}..{int(labels.max())} but label_nc is "
+                         f"{label_nc}: set the preset's spade.label_nc to the number of classes")
+    return nn.functional.one_hot(labels.long(), label_nc).permute(0, 3, 1, 2).float()
+
+
+def label_map_task(data: TaskData, label_nc: int) -> TaskData:
+    """``data`` with every A replaced by its one-hot label map (N, label_nc, H, W): the input of GauGAN (notebook
+    06). B, the targets and the label maps stay; the colour pictures of A are in ``data`` itself. Needs a task whose
+    label maps are known (the embedded ``facades``)."""
+    if not data.paired or getattr(data.train, "label_A", None) is None:
+        raise ValueError(f"task {data.task!r} has no label maps to feed a SPADE generator; use the embedded "
+                         f"'facades' task (its label maps are known)")
+
+    def relabel(split: TensorSplit) -> TensorSplit:
+        return TensorSplit(one_hot(split.label_A, label_nc), split.B, True, split.label_A, split.label_B,
+                           split.label_target)
+    return TaskData(data.task, True, relabel(data.train), relabel(data.heldout), relabel(data.test))
+
+
 def load_task(task: str, preset, seed: int = 0) -> TaskData:
     """The splits of ``task`` at a :class:`~gclib.presets.Preset`'s scale.
 
@@ -144,5 +167,5 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
 
 __all__ = ["ANIMAL_CLASSES", "ALIGNED_LAYOUT", "embedded_labels", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
            "TaskData", "TensorSplit", "UNALIGNED_LAYOUT", "UnalignedFolder", "default_data_dir", "download_dataset",
-           "extract", "fetch", "generate_embedded", "load_embedded", "load_task", "open_real_dataset", "scan_dataset",
+           "extract", "fetch", "generate_embedded", "label_map_task", "load_embedded", "load_task", "one_hot", "open_real_dataset", "scan_dataset",
            "paper_transform", "sha256_of", "to_tensor", "to_uint8"]

@@ -182,6 +182,12 @@ class Family:
         """Inputs of the generator's forward (an image; later a label map, or an image and a style code)."""
         raise NotImplementedError
 
+    def calibrate(self, net: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> nn.Module:
+        """Make ``net`` (a student, or a supernet at its active config) ready to be scored: families whose norms keep
+        running statistics re-compute them on training ``inputs`` (SPADE's BatchNorm); InstanceNorm families, which
+        normalise each image by itself, need nothing. Returns ``net`` in eval mode."""
+        return net.eval()
+
     # -- distillation --------------------------------------------------------------------------------------------
     def distill_points(self, net: nn.Module) -> list[str]:
         """Names of the modules (``net.get_submodule(name)``) whose outputs are distilled, teacher and student alike."""

@@ -216,6 +216,10 @@ class Trainer:
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
+    def set_lr(self, lr: float) -> None:
+        """The schedule's learning rate of this step, for every optimiser (a recipe may scale it per optimiser)."""
+        _set_lr(list(self.optimizers.values()), lr)
+
     def train_step(self, batch: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, float]:
         raise NotImplementedError
 
@@ -306,7 +310,7 @@ class Trainer:
         try:
             with _deferred_stop() as stopped:
                 for step in bar:
-                    _set_lr(list(self.optimizers.values()), lr_at(step, self.cfg))
+                    self.set_lr(lr_at(step, self.cfg))
                     batch = shard(sample_batch(train, step, self.cfg), self.rank, self.world_size)
                     t0 = time.perf_counter()
                     losses = self.step_once(batch, step_generator(self.cfg.seed, step))

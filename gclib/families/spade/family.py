@@ -19,6 +19,7 @@ than torchprofile counts for the same layers today (convolutions alone already m
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -27,7 +28,8 @@ from torch import nn
 from ...nn.elastic import slice_state_dict
 from ..base import Family, image_hw
 from .networks import (BLOCK_MULT, BLOCKS, PAPER_UPSAMPLINGS, MobileSPADEGenerator, SPADEGenerator,
-                       SuperMobileSPADEGenerator, config_widths, upsampled_blocks)
+                       SuperMobileSPADEGenerator, config_widths, recalibrate,
+                       upsampled_blocks)
 
 CITYSCAPES_CHOICES = ((32, 40, 48),) * 5 + ((24, 32, 40, 48),) * 3   # official 'channels-48'
 CITYSCAPES_LABEL_NC = 36                                              # 35 classes + the instance-edge map
@@ -69,6 +71,13 @@ class SpadeFamily(Family):
     name = "spade"
     entries = ("fc",) + BLOCKS
     default_choices = CITYSCAPES_CHOICES
+
+    def arch(self, preset) -> dict:
+        """``label_nc``: ``preset.spade.label_nc``, or the embedded facades' label classes; ``n_up``:
+        ``preset.spade.n_up``, or the paper's 5 capped so the latent grid keeps at least 4x4 cells."""
+        from ...data import LABELS
+        n_up = preset.spade.n_up or max(0, min(PAPER_UPSAMPLINGS, int(math.log2(preset.data.image_size)) - 2))
+        return {"label_nc": preset.spade.label_nc or len(LABELS), "n_up": n_up}
 
     def config_macs(self, config, image_size, label_nc: int = CITYSCAPES_LABEL_NC,
                     n_up: int = PAPER_UPSAMPLINGS) -> int:
@@ -114,6 +123,12 @@ class SpadeFamily(Family):
         coarse = torch.randint(label_nc, (batch, 1, max(1, h // 8), max(1, w // 8))).float()
         labels = nn.functional.interpolate(coarse, size=(h, w), mode="nearest").long()[:, 0]
         return (nn.functional.one_hot(labels, label_nc).permute(0, 3, 1, 2).float(),)
+
+    def calibrate(self, net, inputs: torch.Tensor, batch_size: int = 32):
+        """Re-compute every BatchNorm's statistics of ``net`` at its active config over the label maps ``inputs``
+        (N, L, H, W), in batches (:func:`~gclib.families.spade.networks.recalibrate`; the official search uses 512
+        training images)."""
+        return recalibrate(net, inputs.split(batch_size))
 
     def distill_points(self, net) -> list[str]:
         return net.distill_points
