@@ -50,7 +50,7 @@ def _cmd_train(args) -> int:
                   f"{cfg.data.batch_size}")
     out = Path(args.out or f"runs/{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
-    data = load_task(args.task, cfg, args.seed)
+    data = get_family(cfg.family).task_data(load_task(args.task, cfg, args.seed), cfg)   # SPADE: label maps as A
     scorer = None
     if not args.no_eval:   # held-out scores every eval_every steps, as in the notebooks
         segmenter = metrics.load_segmenter(args.task) if args.task in EMBEDDED_TASKS and not cfg.data.dataset_root \

@@ -263,6 +263,11 @@ def test_cli_train_runs_each_stage_and_loads_what_it_trained(tmp_path, capsys):
     assert "teacher loaded" in capsys.readouterr().out
     assert main(["train", "finetune", "--preset", "smoke", *tiny]) == 2
     assert "needs --config" in capsys.readouterr().err
+    # GauGAN: the same command with the family switched trains on the task's label maps
+    assert main(["train", "finetune", "--preset", "smoke", "--set", "family=spade", "--config", "4_4_4_4_4_4_4_4",
+                 *tiny]) == 0
+    assert "finetune trained" in capsys.readouterr().out
+    assert [p.name.count(".") for p in tmp_path.glob("teacher_facades_spade_s0_*.pt")].count(1) == 1
 
 
 def _task_notebook(path: Path, sleep: dict) -> Path:

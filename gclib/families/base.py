@@ -182,6 +182,11 @@ class Family:
         """Inputs of the generator's forward (an image; later a label map, or an image and a style code)."""
         raise NotImplementedError
 
+    def task_data(self, data, preset):
+        """A task's splits as this family's generators take them (:class:`gclib.data.TaskData`): images for the
+        image-to-image families; SPADE replaces A by one-hot label maps."""
+        return data
+
     def calibrate(self, net: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> nn.Module:
         """Make ``net`` (a student, or a supernet at its active config) ready to be scored: families whose norms keep
         running statistics re-compute them on training ``inputs`` (SPADE's BatchNorm); InstanceNorm families, which

@@ -124,6 +124,11 @@ class SpadeFamily(Family):
         labels = nn.functional.interpolate(coarse, size=(h, w), mode="nearest").long()[:, 0]
         return (nn.functional.one_hot(labels, label_nc).permute(0, 3, 1, 2).float(),)
 
+    def task_data(self, data, preset):
+        """The task with A as one-hot label maps of ``arch(preset)['label_nc']`` channels (the embedded facades)."""
+        from ...data import label_map_task
+        return label_map_task(data, self.arch(preset)["label_nc"])
+
     def calibrate(self, net, inputs: torch.Tensor, batch_size: int = 32):
         """Re-compute every BatchNorm's statistics of ``net`` at its active config over the label maps ``inputs``
         (N, L, H, W), in batches (:func:`~gclib.families.spade.networks.recalibrate`; the official search uses 512
