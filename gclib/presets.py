@@ -115,6 +115,8 @@ class SpadePart:
     n_up: int = 0              # x2 upsamplings after the label map's shrunk grid (the paper's 5); 0: as many as leave a
                                # grid of at least 4x4 (3 at 32x32, 5 from 128 on): the mobile SPADE's InstanceNorm
                                # needs more than one value per channel
+    vgg_weights: str = ""      # torchvision's vgg19-dcbb9e9d.pth for GauGAN's VGG perceptual loss (checked, never
+                               # downloaded); empty: the offline feature network
 
 
 SAMPLERS = ("uniform", "sandwich")   # supernet.sampler

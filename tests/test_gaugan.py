@@ -79,7 +79,7 @@ def test_ttur_trains_g_at_half_and_d_at_twice_the_schedule(tmp_path, tiny):
 
 def test_perceptual_loss_is_zero_for_the_same_image_and_trains_only_the_fake():
     from gclib.metrics.features import OfflineFeatures
-    loss = PerceptualLoss(OfflineFeatures())
+    loss = PerceptualLoss.offline(OfflineFeatures())
     real = torch.rand(2, 3, 32, 32) * 2 - 1
     fake = (real + 0.3 * torch.randn_like(real)).requires_grad_()
     assert float(loss(real, real)) == 0
@@ -117,3 +117,35 @@ def test_stages_train_a_spade_teacher_supernet_and_subnetwork(tmp_path, tiny):
     assert tuned.net.config == config and tuned.net(data.test.A[:2]).shape == (2, 3, 32, 32)
     again = stages.teacher(cfg, data, tmp_path, progress=False)           # loaded, not retrained
     assert not again.artifact.trained_now
+
+
+def test_vgg19_weights_are_checked_read_safely_and_keyed(tmp_path):
+    """GauGAN's VGG perceptual loss from a file the user supplies: its digest must be the official file's, it is read
+    with weights_only=True (a crafted pickle is refused without running), and the stage key names VGG19."""
+    from gclib.data import DatasetError
+    from gclib.metrics.features import VGG19Features, vgg19_features
+    torch.manual_seed(0)
+    reference = VGG19Features()
+    path = tmp_path / "vgg19.pth"
+    torch.save({f"features.{k}": v for k, v in reference.features.state_dict().items()}, path)
+    with pytest.raises(DatasetError, match="not the official VGG19 weights"):
+        vgg19_features(path)
+    net = vgg19_features(path, sha256_prefix=None)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    maps = net.feature_maps(x)
+    assert [m.shape[1] for m in maps] == [64, 128, 256, 512, 512]
+    assert all(torch.equal(a, b) for a, b in zip(maps, reference.feature_maps(x)))
+    marker = tmp_path / "code_ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            import os
+            return os.system, (f"touch {marker}",)
+    torch.save({"features.0.weight": RunsCode()}, tmp_path / "evil.pth")
+    with pytest.raises(DatasetError, match="not a plain file of weights"):
+        vgg19_features(tmp_path / "evil.pth", sha256_prefix=None)
+    assert not marker.exists()
+    cfg = get_preset("smoke", {"family": "spade", "spade.vgg_weights": str(path)})
+    c = gaugan_config(cfg, 1, 0)
+    assert c.perceptual_net == "vgg19-dcbb9e9d" and "perceptual_weights" not in c.settings()
+    assert gaugan_config(get_preset("smoke", {"family": "spade"}), 1, 0).perceptual_net.startswith("offline")

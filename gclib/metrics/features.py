@@ -254,19 +254,26 @@ def inception_weights_path(data_dir: str | Path | None = None) -> Path:
 
 
 def load_inception_state(path: str | Path, sha256_prefix: str | None = INCEPTION_SHA256_PREFIX) -> dict:
-    """The Inception-v3 state dict in ``path``, read without running any code from the file.
+    """The Inception-v3 state dict in ``path``, read without running any code from the file
+    (:func:`load_checked_state`)."""
+    return load_checked_state(path, sha256_prefix, "Inception", INCEPTION_URL, "inception_weights=PATH")
+
+
+def load_checked_state(path: str | Path, sha256_prefix: str | None, name: str, url: str, option: str) -> dict:
+    """The state dict of the official ``name`` weights (from ``url``) in ``path``, read without running code.
 
     ``torch.load(weights_only=True)`` accepts only tensors and plain containers, so a crafted pickle is refused
-    instead of executed; the file's SHA-256 must start with ``sha256_prefix`` (the official file's)."""
+    instead of executed; the file's SHA-256 must start with ``sha256_prefix`` (the official file's, the digits in its
+    name). ``option`` says how a user points gclib at the file."""
     from ..data import DatasetError
     from ..data.download import sha256_of
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no Inception weights at {path}: download {INCEPTION_URL} on a machine with "
-                                f"internet and copy it there (or pass inception_weights=PATH)")
+        raise FileNotFoundError(f"no {name} weights at {path}: download {url} on a machine with "
+                                f"internet and copy it there (or set {option})")
     if sha256_prefix is not None and not sha256_of(path).startswith(sha256_prefix):
-        raise DatasetError(f"{path} is not the official Inception weights: its SHA-256 is {sha256_of(path)}, the "
-                           f"official file's starts with {sha256_prefix}. Download {INCEPTION_URL} again.")
+        raise DatasetError(f"{path} is not the official {name} weights: its SHA-256 is {sha256_of(path)}, the "
+                           f"official file's starts with {sha256_prefix}. Download {url} again.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # pickle.UnpicklingError for anything beyond tensors and containers
@@ -305,6 +312,49 @@ def inception_extractor(weights_path: str | Path | None = None, sha256_prefix: s
             from ..data import DatasetError
             raise DatasetError(f"{weights_path} holds tensors, but not Inception-v3's: "
                                f"{str(e).splitlines()[0]}") from None
+
+
+# VGG19 (torchvision's ImageNet weights), the perceptual loss network of GauGAN; never downloaded by gclib.
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_SHA256_PREFIX = "dcbb9e9d"
+
+
+class VGG19Features(nn.Module):
+    """VGG19's convolutions up to relu5_1 (torchvision's ``features[:30]``): ``feature_maps(x)`` returns relu1_1,
+    relu2_1, relu3_1, relu4_1 and relu5_1 of float images in [-1, 1], normalised as ImageNet was."""
+
+    cuts = (2, 7, 12, 21, 30)   # features[0:2] -> relu1_1, [2:7] -> relu2_1, ... [21:30] -> relu5_1
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import vgg19
+        self.features = vgg19(weights=None).features[:self.cuts[-1]]
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = ((x + 1) / 2 - self.mean) / self.std
+        maps, start = [], 0
+        for end in self.cuts:
+            x = self.features[start:end](x)
+            maps.append(x)
+            start = end
+        return maps
+
+
+def vgg19_features(path: str | Path, sha256_prefix: str | None = VGG19_SHA256_PREFIX) -> VGG19Features:
+    """VGG19's feature layers with the weights in ``path`` (torchvision's ``vgg19-dcbb9e9d.pth``, or a file of its
+    ``features.*`` tensors), checked and read safely (:func:`load_checked_state`)."""
+    from ..data import DatasetError
+    state = load_checked_state(path, sha256_prefix, "VGG19", VGG19_URL, "the preset field spade.vgg_weights")
+    net = VGG19Features()
+    wanted = {k: v for k, v in state.items() if k.startswith("features.")
+              and int(k.split(".")[1]) < VGG19Features.cuts[-1]}
+    try:
+        net.features.load_state_dict({k[len("features."):]: v for k, v in wanted.items()})
+    except RuntimeError as e:
+        raise DatasetError(f"{path} holds tensors, but not VGG19's: {str(e).splitlines()[0]}") from None
+    return net.eval()
 
 
 def get_extractor(name: str = "offline", inception_weights: str | None = None) -> nn.Module:

@@ -6,7 +6,7 @@ GauGAN (Park et al. 2019) trains its generator against a multi-scale PatchGAN wi
     L_D = hinge_D(D(s, x), D(s, G(s)))                             (s: one-hot label map, x: the real image)
 
 ``FM`` matches the discriminator's features of fake and real images (pix2pixHD), ``P`` is a perceptual distance
-through a frozen feature network (GauGAN: VGG19; without downloads here: the offline extractor, see
+through a frozen feature network (GauGAN's VGG19 when the user supplies its weights, else the offline extractor; see
 :class:`PerceptualLoss`). Two time-scale update rule (TTUR): G at lr/2 and D at 2 lr, Adam betas (0, 0.9). While the
 teacher trains, its block convs carry spectral norm, folded into plain weights before it is saved (compression
 starts from ordinary convs).
@@ -31,7 +31,7 @@ from ..families.spade.discriminator import (MultiscaleDiscriminator, feature_mat
 from ..nn.gan import set_requires_grad
 from .distill import DistillConfig, DistillTrainer, mapped_distill_loss
 from .once_for_all import SupernetTrainer
-from .trainer import Trainer, from_preset
+from .trainer import TrainConfig, Trainer, from_preset
 
 
 @dataclass
@@ -43,11 +43,16 @@ class GauGANConfig(DistillConfig):
     lambda_perceptual: float = 10.0    # perceptual distance to the real image
     lambda_distill: float = 0.0        # intermediate features (10 when distilling)
     perceptual_net: str = ""           # which frozen network measures the perceptual distance (part of the key)
+    perceptual_weights: str = ""       # where its weights are (VGG19): not part of the key, since their digest is
+                                       # checked (the same file elsewhere trains the same)
+    LOGGING = TrainConfig.LOGGING + ("perceptual_weights",)
 
 
-def perceptual_net_name() -> str:
-    from ..metrics.features import OFFLINE_VERSION
-    return f"offline-v{OFFLINE_VERSION}"
+def perceptual_net_name(vgg_weights: str = "") -> str:
+    """The perceptual network's name in a stage's key: VGG19 (the official file's digest prefix) when the user
+    supplies its weights, else the offline extractor's version."""
+    from ..metrics.features import OFFLINE_VERSION, VGG19_SHA256_PREFIX
+    return f"vgg19-{VGG19_SHA256_PREFIX}" if vgg_weights else f"offline-v{OFFLINE_VERSION}"
 
 
 def gaugan_config(preset, steps: int, seed: int, variant: str = "teacher") -> GauGANConfig:
@@ -57,7 +62,8 @@ def gaugan_config(preset, steps: int, seed: int, variant: str = "teacher") -> Ga
         raise ValueError(f"the GauGAN recipe has no variant {variant!r}: it distils intermediate features "
                          f"('features') or trains with GauGAN's own losses ('alone', 'init')")
     cfg = from_preset(preset, steps, seed, config_class=GauGANConfig, gan_mode="hinge", recon_target="real",
-                      perceptual_net=perceptual_net_name())
+                      perceptual_net=perceptual_net_name(preset.spade.vgg_weights),
+                      perceptual_weights=preset.spade.vgg_weights)
     cfg.beta1 = 0.0
     if variant == "features":
         cfg.lambda_distill = preset.student.lambda_distill or 10.0
@@ -65,27 +71,44 @@ def gaugan_config(preset, steps: int, seed: int, variant: str = "teacher") -> Ga
 
 
 class PerceptualLoss(nn.Module):
-    """sum_l w_l |f_l(fake) - f_l(real)|_1 over the stages of a frozen feature network, deeper stages weighing more
-    (GauGAN weighs VGG19's relu1_1 .. relu5_1 by 1/32 .. 1). Here the offline extractor's four stages (64x64 input:
-    32, 16, 8, 4 pixels) weigh 1/8, 1/4, 1/2, 1; it was trained on the embedded images, needs no download, and is
-    the same network the FID uses, so the metric is not what the loss was tuned on only by accident: say so when
-    reading FIDs of GauGAN models (the mIoU is independent of it)."""
+    """sum_l w_l |f_l(fake) - f_l(real)|_1 over the stages of a frozen feature network, deeper stages weighing more.
 
-    weights = (1 / 8, 1 / 4, 1 / 2, 1.0)
+    - :meth:`vgg19`: GauGAN's, VGG19's relu1_1 .. relu5_1 weighted 1/32, 1/16, 1/8, 1/4, 1, from weights the user
+      supplies (``spade.vgg_weights``; gclib downloads nothing);
+    - :meth:`offline` (default): the offline extractor's four stages on a 64x64 resize (32, 16, 8, 4 pixels) weighted
+      1/8, 1/4, 1/2, 1. It was trained on the embedded images and needs no download, but it is also the network
+      the FID is computed with: a model trained through it is partly judged by what it was trained on. The mIoU (a
+      segmenter trained on real renders) is independent of it."""
 
-    def __init__(self, extractor: nn.Module | None = None):
+    def __init__(self, net: nn.Module, weights: tuple[float, ...], size: int | None = None):
         super().__init__()
+        self.net, self.weights, self.size = copy.deepcopy(net).eval(), tuple(weights), size
+        set_requires_grad([self.net], False)
+
+    @classmethod
+    def offline(cls, extractor: nn.Module | None = None) -> "PerceptualLoss":
         if extractor is None:
             from ..metrics.features import load_offline_extractor
             extractor = load_offline_extractor(progress=False)
-        self.net = copy.deepcopy(extractor).eval()
-        set_requires_grad([self.net], False)
+        return cls(extractor, (1 / 8, 1 / 4, 1 / 2, 1.0), size=64)
+
+    @classmethod
+    def vgg19(cls, path: str) -> "PerceptualLoss":
+        from ..metrics.features import vgg19_features
+        return cls(vgg19_features(path), (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0))
+
+    @classmethod
+    def for_config(cls, cfg: "GauGANConfig") -> "PerceptualLoss":
+        return cls.vgg19(cfg.perceptual_weights) if cfg.perceptual_net.startswith("vgg19") else cls.offline()
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) each, in [-1, 1]
-        resize = lambda x: nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
-        fake_maps = self.net.feature_maps(resize(fake))
+        if self.size:
+            resize = lambda x: nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                                         align_corners=False)
+            fake, real = resize(fake), resize(real)
+        fake_maps = self.net.feature_maps(fake)
         with torch.no_grad():
-            real_maps = self.net.feature_maps(resize(real))
+            real_maps = self.net.feature_maps(real)
         return sum(w * nn.functional.l1_loss(f, r) for w, f, r in zip(self.weights, fake_maps, real_maps))
 
 
@@ -166,7 +189,7 @@ class GauGANTrainer(_GauGANSteps, Trainer):
 
     def __init__(self, *args, perceptual: PerceptualLoss | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.perceptual = (perceptual or PerceptualLoss()).to(self.device)
+        self.perceptual = (perceptual or PerceptualLoss.for_config(self.cfg)).to(self.device)
 
     def build_optimizers(self):
         return _optimizers(self.nets["G"].parameters(), self.nets["D"].parameters(), self.cfg)
@@ -186,7 +209,7 @@ class GauGANDistillTrainer(_GauGANSteps, DistillTrainer):
 
     def __init__(self, *args, perceptual: PerceptualLoss | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.perceptual = (perceptual or PerceptualLoss()).to(self.device)
+        self.perceptual = (perceptual or PerceptualLoss.for_config(self.cfg)).to(self.device)
 
     def build_optimizers(self):
         g_params = list(self.nets["G"].parameters()) + list(self.nets["maps"].parameters())
