@@ -166,9 +166,11 @@ class _GauGANSteps:
         ``weight * loss`` of ``extra``), then L_D = hinge on (seg, real) vs (seg, fake). Returns the unweighted
         losses."""
         D, cfg = self.net("D"), self.cfg
+        set_requires_grad([D], True)
+        pred_real = D(seg, real)      # once for both steps: G's step leaves D unchanged (FM reads it detached)
         set_requires_grad([D], False)                    # G's step: no gradient into D
         self.optimizers["G"].zero_grad(set_to_none=True)
-        pred_fake, pred_real = D(seg, fake), D(seg, real)
+        pred_fake = D(seg, fake)
         terms = {"G_gan": (1.0, hinge_g_loss(pred_fake)),
                  "G_feat": (cfg.lambda_feat, feature_matching_loss(pred_real, pred_fake)),
                  "G_perceptual": (cfg.lambda_perceptual, self.perceptual(fake, real)), **(extra or {})}
@@ -177,7 +179,7 @@ class _GauGANSteps:
 
         set_requires_grad([D], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        loss_d = hinge_d_loss(D(seg, real), D(seg, fake.detach()))
+        loss_d = hinge_d_loss(pred_real, D(seg, fake.detach()))
         loss_d.backward()
         self.optimizers["D"].step()
         return {**{name: loss.item() for name, (_, loss) in terms.items()}, "D": loss_d.item()}
