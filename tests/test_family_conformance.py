@@ -10,7 +10,8 @@ from gclib.recipes.distill import FeatureTaps
 
 # Small sizes per family for CPU tests: the supernet's widest entry, teacher width, structure (``arch``), image size.
 TINY = {"resnet": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "arch": {"n_blocks": 3}, "size": 32},
-        "spade": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "arch": {"label_nc": 5, "n_up": 3}, "size": 32}}
+        "spade": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "arch": {"label_nc": 5, "n_up": 3}, "size": 32},
+        "munit": {"max_width": 8, "choices": (4, 6, 8), "ngf": 16, "arch": {"input_nc": 3}, "size": 32}}
 
 
 @pytest.fixture(params=sorted(FAMILIES))

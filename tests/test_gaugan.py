@@ -11,7 +11,6 @@ from gclib.presets import get_preset
 from gclib.recipes import recipe_for
 from gclib.recipes.gaugan import (GauGANTrainer, PerceptualLoss, gaugan_config, teacher_nets, plain_state_dict,
                                   with_spectral_norm)
-from gclib.recipes.trainer import sample_batch, step_generator
 
 SPADE = get_family("spade")
 TINY = {"family": "spade", "data.n_train": 8, "data.n_heldout": 4, "data.n_test": 4, "teacher.steps": 4,

@@ -54,3 +54,22 @@ def test_config_widths_and_official_names():
     assert {"enc_style.model.0.conv.weight", "enc_content.model.3.model.0.model.0.conv.conv.0.weight",
             "dec.model.2.conv.conv.2.weight", "mlp.model.2.fc.weight"} <= names
     assert "enc_content.model.3.model.0.model.0.conv.weight" in set(teacher(8).state_dict())
+
+
+def test_channel_selection_at_full_width_keeps_the_style_code():
+    """At the teacher's widths, L1 selection only reorders channels (strongest first), and the style code's 8
+    numbers keep their order: the student's style encoder reads the same style as the teacher's."""
+    from gclib.families.munit.family import MUNIT_FAMILY
+    torch.manual_seed(0)
+    big = teacher(8).eval()
+    small = student(MUNIT_FAMILY.uniform(8)).eval()
+    (code,) = MUNIT_FAMILY.init_from_teacher(small, big, by_importance=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(small.enc_style(x), big.enc_style(x), atol=1e-5)
+        assert sorted(code.tolist()) == list(range(32)) and code.tolist() != list(range(32))
+        style = big.enc_style(x)
+        ps, pt = small.mlp(style), big.mlp(style)          # per AdaIN: C shifts, then C scales (C = 32 here)
+    # the first block's second AdaIN normalises the content code: its shifts are the teacher's of the kept channels
+    assert torch.allclose(ps[:, 64:96], pt[:, 64 + code], atol=1e-6)
+    assert torch.allclose(ps[:, :32], pt[:, :32], atol=1e-6)          # a middle: the first k, in order

@@ -154,6 +154,8 @@ def test_cli_macs(capsys):
     out = capsys.readouterr().out                       # the released GauGAN: the closed form, 20.2 M params
     assert f"{SPADE_FAMILY.config_macs('32_32_32_48_32_24_24_32', (256, 512), label_nc=35) / 1e9:.2f} G MACs" in out
     assert "20.160 M params" in out and "label_nc 35" in out
+    assert main(["macs", "teacher", "--family", "munit", "--size", "256"]) == 0   # MUNIT, with its style encoder
+    assert "77.30 G MACs, 15.026 M params" in capsys.readouterr().out
     assert main(["macs", "teacher", "--size", "25xa"]) == 2
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
     assert main(["macs", "teacher", "--family", "spade9"]) == 2

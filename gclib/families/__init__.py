@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from .base import ConfigSpace, Family, encode
 from .resnet import RESNET
+from .munit.family import MUNIT_FAMILY
 from .spade.family import SPADE_FAMILY
 
-FAMILIES: dict[str, Family] = {RESNET.name: RESNET, SPADE_FAMILY.name: SPADE_FAMILY}
+FAMILIES: dict[str, Family] = {RESNET.name: RESNET, SPADE_FAMILY.name: SPADE_FAMILY, MUNIT_FAMILY.name: MUNIT_FAMILY}
 
 
 def get_family(name: str = "resnet") -> Family:

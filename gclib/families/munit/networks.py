@@ -1,5 +1,5 @@
-"""The MUNIT family's networks (Huang et al. 2018; compressed by Fast GAN Compression): the teacher and the mobile
-student. (The supernet and the family contract come next; this module is the structure they slice.)
+"""The MUNIT family's networks (Huang et al. 2018; compressed by Fast GAN Compression): the teacher, the mobile
+student and the once-for-all supernet.
 
 MUNIT splits an image into a **content code** (a feature map: what is where) and a **style code** (8 numbers: how it
 looks), and draws an image from any content and any style. One input therefore has many right answers: the style
@@ -26,6 +26,10 @@ parameters and 77.30 G MACs as today's torchprofile counts them, the released ``
 1.10 M and 2.610 G. The paper's 77.3 G and 2.63 G also count one MAC per value an InstanceNorm without parameters
 writes (77.31 G, 2.6295 G), which the profiler release the paper used did and today's does not.
 
+The supernet's AdaINs take the first k of the scales and shifts its MLP computes at full width; an extracted
+sub-network's MLP keeps those rows only (:func:`adain_rows`). AdaIN's parameters are set as attributes before each
+decoder pass, which ``torch.export`` warns about and handles.
+
 Parameter names follow the official generators (``enc_style.model.0.conv.weight``, ``dec.model.0.model.1...``),
 so official checkpoints map onto these modules.
 """
@@ -37,7 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import encode, parse_widths
+from ...nn.elastic import make_elastic, set_active_widths
+from ..base import encode, parse_widths, parse_within
 
 STYLE_DIM = 8          # the style code's length
 MLP_DIM = 256          # the AdaIN MLP's hidden width
@@ -59,7 +64,8 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(1)
         mean, std = flat.mean(1).view(-1, 1, 1, 1), flat.std(1).view(-1, 1, 1, 1)
-        return (x - mean) / (std + self.eps) * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+        c = x.shape[1]                             # a supernet's sub-network uses the first c scales and shifts
+        return (x - mean) / (std + self.eps) * self.gamma[:c].view(1, -1, 1, 1) + self.beta[:c].view(1, -1, 1, 1)
 
 
 class AdaptiveInstanceNorm2d(nn.Module):
@@ -219,6 +225,7 @@ class MUNITGenerator(nn.Module):
     def __init__(self, style_dim: int, content: Sequence[int], content_mids: Sequence[int],
                  adain_mids: Sequence[int], ups: Sequence[int], input_nc: int = 3, separable: bool = False):
         super().__init__()
+        self.arch = {"input_nc": input_nc}             # the structure besides the widths (the family contract)
         self.enc_style = StyleEncoder(style_dim, input_nc)
         self.enc_content = ContentEncoder(content, content_mids, input_nc, separable)
         self.dec = Decoder(content[-1], adain_mids, ups, input_nc, separable)
@@ -259,6 +266,23 @@ def config_widths(config: str | Sequence[int]) -> dict[str, int]:
             "adain_res": [4 * c[6], 4 * c[6], 4 * c[7], 4 * c[7]], "ups": (2 * c[8], c[9])}
 
 
+def width_slots(w: dict) -> dict[str, int]:
+    """Module name -> output width of every conv a config controls (for a separable conv, its pointwise conv; the
+    depthwise one follows its input). The style encoder's last conv (8 outputs), the output conv (3) and the MLP
+    keep their widths."""
+    slots = {f"enc_style.model.{i}.conv": width for i, width in
+             enumerate((w["style"], 2 * w["style"], 4 * w["style"], 4 * w["style"], 4 * w["style"]))}
+    code = w["down_2"]                                   # the content code's width, kept through the decoder
+    slots.update({"enc_content.model.0.conv": w["stem"], "enc_content.model.1.conv": w["down_1"],
+                  "enc_content.model.2.conv": code})
+    for part, mids in (("enc_content.model.3", w["content_res"]), ("dec.model.0", w["adain_res"])):
+        for i, mid in enumerate(mids):
+            slots[f"{part}.model.{i}.model.0.conv.conv.2"] = mid
+            slots[f"{part}.model.{i}.model.1.conv.conv.2"] = code
+    slots["dec.model.2.conv.conv.2"], slots["dec.model.4.conv.conv.2"] = w["ups"]
+    return slots
+
+
 def student(config: str | Sequence[int], input_nc: int = 3) -> MUNITGenerator:
     """The mobile MUNIT of ``config`` (separable residual and upsampling convs)."""
     w = config_widths(config)
@@ -266,3 +290,33 @@ def student(config: str | Sequence[int], input_nc: int = 3) -> MUNITGenerator:
                          w["ups"], input_nc, separable=True)
     net.config = encode(parse_widths(config, len(ENTRIES), "munit"))
     return net
+
+
+class SuperMobileMUNITGenerator(MUNITGenerator):
+    """The once-for-all supernet: the mobile MUNIT with every entry ``max_width``, its convs and norms elastic.
+    ``set_config(config)`` activates a sub-network: each controlled conv uses its first k filters, each AdaIN the
+    first k of the scales and shifts the MLP computes for it (the MLP always computes them all)."""
+
+    def __init__(self, max_width: int = 64, input_nc: int = 3):
+        w = config_widths([max_width] * len(ENTRIES))
+        super().__init__(w["style"], (w["stem"], w["down_1"], w["down_2"]), w["content_res"], w["adain_res"],
+                         w["ups"], input_nc, separable=True)
+        make_elastic(self)
+        self.max_width = max_width
+        self.set_config(encode([max_width] * len(ENTRIES)))
+
+    def set_config(self, config: str | Sequence[int]) -> "SuperMobileMUNITGenerator":
+        values = parse_within(config, len(ENTRIES), "munit", self.max_width)
+        set_active_widths(self, width_slots(config_widths(values)))
+        self.config = encode(values)
+        return self
+
+
+def adain_rows(full: Sequence[int], active: Sequence[int]) -> torch.Tensor:
+    """The rows of the MLP's last layer a sub-network keeps: for each AdaIN (full width C, active c, in order), the
+    first c of its C shifts and the first c of its C scales."""
+    rows, offset = [], 0
+    for c_full, c in zip(full, active):
+        rows += [torch.arange(offset, offset + c), torch.arange(offset + c_full, offset + c_full + c)]
+        offset += 2 * c_full
+    return torch.cat(rows)
