@@ -103,7 +103,14 @@ def test_per_family_changes_apply_when_the_family_is_switched_and_are_validated(
     assert get_preset("laptop", {"family": "spade", "supernet.steps": 9}).supernet.steps == 9   # user's word last
     assert get_preset("laptop", {"family": "resnet"}) == laptop
     with pytest.raises(ValueError, match=r"changes for family 'spade'.*spade.n_up must be a non-negative integer"):
-        laptop.__class__(**{**laptop.__dict__, "families": {"spade": {"spade.n_up": -1}}})
+        laptop.__class__(**{**laptop.__dict__, "families": {"spade": {"spade.n_up": -1}}}).override({"family": "spade"})
+    # a change to the ResNet settings is not refused for the GauGAN settings it never uses
+    narrow = get_preset("smoke", {"supernet.choices": (4,), "supernet.unpaired_choices": (4,),
+                                  "search.budget_widths": (4,)})
+    assert narrow.supernet.choices == (4,)
+    for name in PRESETS:                                    # every shipped family variant is a valid preset
+        for family in PRESETS[name].families:
+            assert get_preset(name, {"family": family}).family == family
 
 
 def test_the_paper_preset_follows_the_official_settings_per_dataset():
