@@ -191,8 +191,9 @@ def _loaded(net: nn.Module, weights: dict, device) -> nn.Module:
 # ----------------------------------------------------------------------------------------------------------------
 def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_fn: EvalFn | None = None,
             progress: bool = True) -> Trained:
-    """Notebook 01: the teacher of ``data.task`` trained with pix2pix (paired) or CycleGAN (unpaired).
-    The artifact keeps the A -> B generator ``G`` and the discriminator ``D`` that judged it."""
+    """Notebook 01 (06 for GauGAN): the teacher of ``data.task`` trained with its family's recipe (ResNet: pix2pix
+    when paired, CycleGAN when not; SPADE: GauGAN). The artifact keeps the A -> B generator ``G`` and the
+    discriminator ``D`` that judged it."""
     family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
     cfg = recipe.teacher_config(preset, data.paired, seed)
     stage = Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.teacher.training(),
