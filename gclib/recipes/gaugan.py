@@ -153,7 +153,12 @@ def _optimizers(g_params, d_params, cfg) -> dict[str, torch.optim.Optimizer]:
 
 class _GauGANSteps:
     """What the teacher's and the distillation trainer share: TTUR on the schedule's learning rate (G at lr / 2, D at
-    2 lr), and GauGAN's step, G first against the current D, then D (GauGAN's order)."""
+    2 lr), the perceptual loss (``perceptual``, default: the config's network), and GauGAN's step, G first against
+    the current D, then D (GauGAN's order)."""
+
+    def __init__(self, *args, perceptual: PerceptualLoss | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.perceptual = (perceptual or PerceptualLoss.for_config(self.cfg)).to(self.device)
 
     def set_lr(self, lr: float) -> None:
         for name, scale in (("G", 0.5), ("D", 2.0)):
@@ -189,10 +194,6 @@ class GauGANTrainer(_GauGANSteps, Trainer):
     """nets: ``{'G': a SPADE teacher with_spectral_norm, 'D': a MultiscaleDiscriminator}``; D sees real pairs
     (s, x) and fake pairs (s, G(s))."""
 
-    def __init__(self, *args, perceptual: PerceptualLoss | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.perceptual = (perceptual or PerceptualLoss.for_config(self.cfg)).to(self.device)
-
     def build_optimizers(self):
         return _optimizers(self.nets["G"].parameters(), self.nets["D"].parameters(), self.cfg)
 
@@ -208,10 +209,6 @@ class GauGANTrainer(_GauGANSteps, Trainer):
 class GauGANDistillTrainer(_GauGANSteps, DistillTrainer):
     """A SPADE student against a frozen SPADE teacher: GauGAN's losses plus ``l_distill`` times the feature
     distillation (GAN Compression's SPADE distiller). nets: ``{'G', 'D', 'maps'}`` as :class:`DistillTrainer`."""
-
-    def __init__(self, *args, perceptual: PerceptualLoss | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.perceptual = (perceptual or PerceptualLoss.for_config(self.cfg)).to(self.device)
 
     def build_optimizers(self):
         g_params = list(self.nets["G"].parameters()) + list(self.nets["maps"].parameters())

@@ -12,8 +12,8 @@ import torch
 
 from ...nn.elastic import slice_state_dict
 from ..base import Family, image_hw
-from .networks import (ENTRIES, MLP_DIM, N_RES, STYLE_DIM, MUNITGenerator,
-                       SuperMobileMUNITGenerator, adain_rows, config_widths, student, teacher)
+from .networks import (ENTRIES, MLP_DIM, STYLE_DIM, MUNITGenerator, SuperMobileMUNITGenerator, adain_rows,
+                       config_widths, student, teacher, teacher_widths)
 
 CHANNELS_64 = (16, 24, 32, 40, 48, 56, 64)
 
@@ -50,11 +50,6 @@ def generator_macs(w: dict, image_size, separable: bool, input_nc: int = 3) -> i
     return macs + STYLE_DIM * MLP_DIM + MLP_DIM * MLP_DIM + MLP_DIM * adain
 
 
-def _teacher_widths(ngf: int) -> dict:
-    return {"style": ngf, "stem": ngf, "down_1": 2 * ngf, "down_2": 4 * ngf, "content_res": [4 * ngf] * N_RES,
-            "adain_res": [4 * ngf] * N_RES, "ups": (2 * ngf, ngf)}
-
-
 class MunitFamily(Family):
     name = "munit"
     entries = ENTRIES
@@ -67,7 +62,7 @@ class MunitFamily(Family):
         return generator_macs(config_widths(self.parse(config)), image_size, True, input_nc)
 
     def teacher_macs(self, ngf: int, image_size, input_nc: int = 3) -> int:
-        return generator_macs(_teacher_widths(ngf), image_size, False, input_nc)
+        return generator_macs(teacher_widths(ngf), image_size, False, input_nc)
 
     def teacher(self, ngf: int = 64, input_nc: int = 3) -> MUNITGenerator:
         return teacher(ngf, input_nc)

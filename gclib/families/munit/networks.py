@@ -252,10 +252,21 @@ class MUNITGenerator(nn.Module):
         return self.decode(content, style)
 
 
+def teacher_widths(ngf: int) -> dict:
+    """The teacher's widths in :func:`config_widths`' form."""
+    return {"style": ngf, "stem": ngf, "down_1": 2 * ngf, "down_2": 4 * ngf, "content_res": [4 * ngf] * N_RES,
+            "adain_res": [4 * ngf] * N_RES, "ups": (2 * ngf, ngf)}
+
+
+def _build(w: dict, input_nc: int, separable: bool) -> dict:
+    """MUNITGenerator's arguments from a widths dict."""
+    return {"style_dim": w["style"], "content": (w["stem"], w["down_1"], w["down_2"]), "content_mids": w["content_res"],
+            "adain_mids": w["adain_res"], "ups": w["ups"], "input_nc": input_nc, "separable": separable}
+
+
 def teacher(ngf: int = 64, input_nc: int = 3) -> MUNITGenerator:
     """MUNIT's generator (edges2shoes: ngf 64, 15.0 M parameters)."""
-    d = ngf
-    return MUNITGenerator(d, (d, 2 * d, 4 * d), [4 * d] * N_RES, [4 * d] * N_RES, (2 * d, d), input_nc)
+    return MUNITGenerator(**_build(teacher_widths(ngf), input_nc, separable=False))
 
 
 def config_widths(config: str | Sequence[int]) -> dict[str, int]:
@@ -285,9 +296,7 @@ def width_slots(w: dict) -> dict[str, int]:
 
 def student(config: str | Sequence[int], input_nc: int = 3) -> MUNITGenerator:
     """The mobile MUNIT of ``config`` (separable residual and upsampling convs)."""
-    w = config_widths(config)
-    net = MUNITGenerator(w["style"], (w["stem"], w["down_1"], w["down_2"]), w["content_res"], w["adain_res"],
-                         w["ups"], input_nc, separable=True)
+    net = MUNITGenerator(**_build(config_widths(config), input_nc, separable=True))
     net.config = encode(parse_widths(config, len(ENTRIES), "munit"))
     return net
 
@@ -298,9 +307,7 @@ class SuperMobileMUNITGenerator(MUNITGenerator):
     first k of the scales and shifts the MLP computes for it (the MLP always computes them all)."""
 
     def __init__(self, max_width: int = 64, input_nc: int = 3):
-        w = config_widths([max_width] * len(ENTRIES))
-        super().__init__(w["style"], (w["stem"], w["down_1"], w["down_2"]), w["content_res"], w["adain_res"],
-                         w["ups"], input_nc, separable=True)
+        super().__init__(**_build(config_widths([max_width] * len(ENTRIES)), input_nc, separable=True))
         make_elastic(self)
         self.max_width = max_width
         self.set_config(encode([max_width] * len(ENTRIES)))
