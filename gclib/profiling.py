@@ -26,6 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .progress import progress_bar
+
 Runnable = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -87,13 +89,11 @@ def _device_name(device: torch.device) -> str:
 def profile_models(models: dict[str, nn.Module], resolutions: list[int], batch_sizes: list[int],
                    device: str | torch.device = "cpu", progress: bool = True, **timing) -> list[dict]:
     """One row per (model, resolution, batch size): MACs (batch 1), parameters, latency and throughput."""
-    from tqdm.auto import tqdm
-
     from .metrics import count_macs, count_params
     rows = []
     grid = [(name, r, b) for name in models for r in resolutions for b in batch_sizes]
     macs = {(name, r): count_macs(models[name], r) for name in models for r in resolutions}
-    for name, r, b in tqdm(grid, desc="profiling", disable=not progress):
+    for name, r, b in progress_bar(grid, "profiling", disable=not progress):
         lat = measure_latency(models[name], b, r, device, **timing)
         rows.append({"model": name, "resolution": r, "batch": b, "GMACs": macs[name, r] / 1e9,
                      "Mparams": count_params(models[name]) / 1e6, **lat})

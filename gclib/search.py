@@ -11,6 +11,7 @@ import random
 from typing import Callable, Sequence
 
 from .families.base import ConfigSpace, encode
+from .progress import progress_bar
 
 Evaluate = Callable[[str], float]
 Macs = Callable[[str], int]
@@ -55,7 +56,6 @@ def brute_force(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs:
     """Evaluate every config of ``space`` within the budget; rows ``{'config', 'macs', 'score'}``, best first.
 
     Refuses spaces with more than ``max_configs`` candidates under the budget (use :func:`evolution`)."""
-    from tqdm.auto import tqdm
     check_budget(budget_macs, space, macs)
     fits = []
     for config in space:
@@ -66,7 +66,7 @@ def brute_force(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs:
                 raise ValueError(f"more than {max_configs} sub-networks fit the budget: too many to evaluate one by "
                                  f"one; use evolution() or a smaller choice set")
     rows = [{"config": c, "macs": m, "score": evaluate(c)}
-            for c, m in tqdm(fits, desc="brute force", disable=not progress)]
+            for c, m in progress_bar(fits, "brute force", disable=not progress)]
     return sorted(rows, key=lambda r: r["score"])
 
 
@@ -81,7 +81,6 @@ def evolution(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: f
     children). ``first_weights``: how likely each width (in choice order) is in the first, random generation.
     Scores are cached by config string, so a config is never evaluated twice. Returns every evaluated
     ``{'config', 'macs', 'score', 'generation'}``, best first."""
-    from tqdm.auto import tqdm
     check_budget(budget_macs, space, macs)
     rng = random.Random(seed)
     cache: dict[str, dict] = {}
@@ -112,7 +111,7 @@ def evolution(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: f
         return cache[config]
 
     current = [sample_fitting(first_config) for _ in range(population)]
-    bar = tqdm(range(generations), desc="evolution", disable=not progress)
+    bar = progress_bar(range(generations), "evolution", disable=not progress)
     for generation in bar:
         ranked = sorted((score(v, generation) for v in current), key=lambda r: r["score"])
         bar.set_postfix(best=f"{ranked[0]['score']:.3f}", evaluated=len(cache))

@@ -2,6 +2,7 @@
 import re
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -338,3 +339,25 @@ def test_a_failing_task_stops_the_run_with_its_error_after_the_other_task_is_don
         runner.run("smoke", out=tmp_path / "run", jobs=2, log=logged.append)
     assert (tmp_path / "run" / "01_a_facades.json").exists()          # the other task finished its notebook
     assert any(line.startswith("[gclib run] stripes stopped: 01_a.ipynb failed") for line in logged)
+
+
+def test_progress_bars_refresh_about_once_a_second_so_a_cells_output_fits_jupyters_queue():
+    # nbval reads a cell's messages only after the cell; ~2000 unread ones and ZeroMQ drops the rest (the cell's
+    # "done" included). A bar that refreshes at tqdm's default rate writes many times more often than ours.
+    import io
+    from tqdm import tqdm as plain_tqdm
+
+    from gclib.progress import REFRESH_SECONDS, progress_bar
+
+    def refreshes(make_bar) -> int:
+        out = io.StringIO()
+        bar = make_bar(out)
+        for step in bar:
+            time.sleep(0.01)   # 150 steps, 1.5 s
+            bar.set_postfix(loss=f"{1 / (step + 1):.3f}")   # as the trainer does at every step
+        return out.getvalue().count("\r")
+
+    ours = refreshes(lambda f: progress_bar(range(150), "test", file=f))
+    default = refreshes(lambda f: plain_tqdm(range(150), desc="test", file=f))
+    assert ours <= 1.5 / REFRESH_SECONDS + 3   # the first draw, one refresh per second, the last
+    assert default >= 3 * ours

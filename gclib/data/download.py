@@ -15,6 +15,7 @@ from pathlib import Path
 from ..artifacts import atomic_write_bytes, set_aside
 from .embedded import default_data_dir
 from .folders import DatasetError
+from ..progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,8 @@ def _receive(resp, part: Path, have: int, url: str, name: str, progress: bool) -
     expected = int(expected) if expected else None
     start = have if mode == "ab" else 0
     got = 0
-    from tqdm.auto import tqdm
-    with open(part, mode) as f, tqdm(total=start + expected if expected is not None else None, initial=start,
-                                     unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
+    with open(part, mode) as f, progress_bar(None, name, total=start + expected if expected is not None else None,
+                                             initial=start, unit="B", unit_scale=True, disable=not progress) as bar:
         while block := resp.read(1 << 16):
             f.write(block)
             got += len(block)

@@ -9,6 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .images import to_tensor
+from ..progress import progress_bar
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -204,7 +205,6 @@ def scan_dataset(root: str | Path, progress: bool = True) -> dict:
     (with the folders' file names, sizes and times) and skipped while nothing changed."""
     import json
 
-    from tqdm.auto import tqdm
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist. Expected either {ALIGNED_LAYOUT} or "
@@ -236,7 +236,7 @@ def scan_dataset(root: str | Path, progress: bool = True) -> dict:
             pass
     problems = []
     every = [p for fs in files.values() for p in fs]
-    for path in tqdm(every, desc=f"checking {root.name}", unit="img", disable=not progress):
+    for path in progress_bar(every, f"checking {root.name}", unit="img", disable=not progress):
         try:
             with Image.open(path) as im:
                 im.load()                      # decodes the whole file: finds truncated images too

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..artifacts import load_artifact, save_artifact
 from ..data import default_data_dir, generate_embedded, to_tensor
+from ..progress import progress_bar
 
 OFFLINE_VERSION = 3
 # The kinds of damage, each with its range of strengths (faintest, strongest) in natural units.
@@ -174,13 +175,12 @@ def train_offline_extractor(steps: int = 500, n_images: int = 600, seed: int = 0
     - how strong it was: the level in [0, 1] of the kind's range (regression), so faint and strong damage of one
       kind land at different places in feature space.
     """
-    from tqdm.auto import tqdm
     with torch.random.fork_rng(devices=[]):  # leave the caller's random stream untouched
         torch.manual_seed(seed)
-        return _train_offline(steps, n_images, seed, progress, tqdm)
+        return _train_offline(steps, n_images, seed, progress)
 
 
-def _train_offline(steps: int, n_images: int, seed: int, progress: bool, tqdm) -> OfflineFeatures:
+def _train_offline(steps: int, n_images: int, seed: int, progress: bool) -> OfflineFeatures:
     fac = generate_embedded("facades", "train", n_images, 64, seed)
     ani = generate_embedded("stripes", "train", n_images // 3, 64, seed)
     n_maps, n_ani = n_images // 3, n_images // 3
@@ -197,7 +197,7 @@ def _train_offline(steps: int, n_images: int, seed: int, progress: bool, tqdm) -
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(seed)
     ce = nn.functional.cross_entropy
-    bar = tqdm(range(steps), desc="offline extractor", disable=not progress)
+    bar = progress_bar(range(steps), "offline extractor", disable=not progress)
     for _ in bar:
         idx = torch.randint(len(images), (64,), generator=g)
         kinds = torch.randint(len(KINDS), (64,), generator=g)

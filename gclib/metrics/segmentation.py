@@ -21,6 +21,7 @@ from torch import nn
 
 from ..artifacts import load_artifact, save_artifact
 from ..data import ANIMAL_CLASSES, LABELS, default_data_dir, generate_embedded, to_tensor
+from ..progress import progress_bar
 from .distribution import Score
 
 SEGMENTER_VERSION = 2
@@ -93,7 +94,6 @@ def train_segmenter(task: str, steps: int = 300, n_images: int = 400, seed: int 
                     ) -> Segmenter:
     """Train the segmenter of an embedded ``task`` on real renders of its *train* split (it never sees the images it
     later scores), with flips and faint noise so that it reads photos, not the renderer's exact pixels."""
-    from tqdm.auto import tqdm
     if task not in CLASSES:
         raise ValueError(f"no segmenter for task {task!r}; the embedded tasks are {sorted(CLASSES)}")
     with torch.random.fork_rng(devices=[]):
@@ -103,7 +103,7 @@ def train_segmenter(task: str, steps: int = 300, n_images: int = 400, seed: int 
         opt = torch.optim.Adam(net.parameters(), lr=2e-3)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         g = torch.Generator().manual_seed(seed)
-        for _ in tqdm(range(steps), desc=f"{task} segmenter", disable=not progress):
+        for _ in progress_bar(range(steps), f"{task} segmenter", disable=not progress):
             idx = torch.randint(len(images), (16,), generator=g)
             x, y = images[idx].clone(), labels[idx].clone()
             flip = torch.rand(16, generator=g) < 0.5

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..nn.gan import GANLoss, set_requires_grad
+from ..progress import progress_bar
 from .trainer import TrainConfig, Trainer
 
 VARIANTS = ("alone", "init", "output", "features")
@@ -138,14 +139,13 @@ class TeacherCache:
 
     def __init__(self, teacher: nn.Module, points: list[str], images: torch.Tensor, batch_size: int = 32,
                  progress: bool = True):
-        from tqdm.auto import tqdm
         device = next(teacher.parameters()).device
         self.outputs: list[torch.Tensor] = []          # [flip] -> (N, 3, H, W)
         self.features: list[list[torch.Tensor]] = []  # [flip][point] -> (N, C_t, h, w)
         for flip in (False, True):
             outs, feats = [], []
-            for i in tqdm(range(0, len(images), batch_size), desc=f"teacher cache (flip={flip})",
-                          disable=not progress):
+            for i in progress_bar(range(0, len(images), batch_size), f"teacher cache (flip={flip})",
+                                 disable=not progress):
                 x = images[i:i + batch_size].to(device)
                 x = x.flip(-1) if flip else x
                 with torch.no_grad(), FeatureTaps(teacher, points) as taps:

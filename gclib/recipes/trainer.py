@@ -17,10 +17,10 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..artifacts import load_artifact, save_artifact, set_aside
 from ..presets import SPEED_UPS
+from ..progress import progress_bar
 
 EvalFn = Callable[[nn.Module], dict]
 TRAIN_TECHNIQUES = ("eager",) + SPEED_UPS   # "eager": none of the speed-ups (the baseline of a benchmark)
@@ -305,8 +305,8 @@ class Trainer:
             print(f"resumed {self.ckpt_path.name} at step {self.step}")
         self.distribute()
         end = min(self.cfg.steps, stop_at) if stop_at is not None else self.cfg.steps
-        bar = tqdm(range(self.step, end), initial=self.step, total=self.cfg.steps, desc=type(self).__name__,
-                   disable=not progress or self.rank != 0)
+        bar = progress_bar(range(self.step, end), type(self).__name__, initial=self.step, total=self.cfg.steps,
+                          disable=not progress or self.rank != 0)
         try:
             with _deferred_stop() as stopped:
                 for step in bar:
