@@ -301,7 +301,10 @@ PRESETS: dict[str, Preset] = {
         search=SearchPart(budget_widths=(6,), population=6, generations=2, finetune_steps=10),
         profiling=ProfilingPart(resolutions=(32, 64), batches=(1, 2), repeats=3, random_configs=6),
         families={"spade": {"teacher.ngf": 8, "teacher.ndf": 16, "teacher.steps": 20, "student.ngf": 4,
-                            "supernet.choices": (4, 6, 8), "supernet.steps": 20, "search.budget_widths": (6,)}}),
+                            "supernet.choices": (4, 6, 8), "supernet.steps": 20, "search.budget_widths": (6,)},
+                  "munit": {"teacher.ngf": 8, "teacher.ndf": 16, "teacher.steps": 20, "student.ngf": 4,
+                            "supernet.choices": (4, 6, 8), "supernet.unpaired_choices": (4, 6, 8),
+                            "supernet.steps": 20, "search.budget_widths": (6,)}}),
     "laptop": Preset(
         # Both tasks at 32x32: the paper's teacher costs 0.89 G MACs there, and a pix2pix step of 8 images takes about
         # 0.5 s on 2 cores (4x less than at 64x64); the segmenter still reads 32x32 renders at mIoU 0.99. The MAC
@@ -345,7 +348,12 @@ PRESETS: dict[str, Preset] = {
                             "student.ngf": 6, "supernet.choices": (4, 6, 8, 12, 16),
                             "supernet.unpaired_choices": (4, 6, 8, 12, 16), "supernet.steps": 1000,
                             "search.budget_widths": (6, 8), "search.population": 10, "search.generations": 3,
-                            "search.finetune_steps": 250}}),
+                            "search.finetune_steps": 250},
+                  "munit": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 1500, "teacher.seeds": (0,),
+                            "teacher.d_norm": "none", "data.batch_size": 8, "student.ngf": 6,
+                            "supernet.choices": (4, 6, 8, 12, 16), "supernet.unpaired_choices": (4, 6, 8, 12, 16),
+                            "supernet.steps": 1000, "search.budget_widths": (6, 8), "search.population": 10,
+                            "search.generations": 3, "search.finetune_steps": 250}}),
     "gpu": Preset(
         # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
         # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's

@@ -225,6 +225,9 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
     if variant not in VARIANTS:
         raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
     family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
+    if variant not in recipe.variants:
+        raise ValueError(f"the {preset.family} family's recipe ({recipe.name}) trains the student variants "
+                         f"{recipe.variants}, not {variant!r}")
     teacher_net, teacher_art = teacher
     config = family.uniform(preset.student.ngf)
     cycle = variant in TEACHERLESS and not data.paired

@@ -6,6 +6,9 @@
   glass shaded by the position inside its window, shadows cast under sills and cornices.
 - ``stripes`` (unpaired, in the spirit of horse2zebra): domain A holds plain brown animals on grass, domain B
   striped ones, drawn from independent seeds so no pair exists.
+- ``coats`` (unpaired and **multimodal**, in the spirit of edges2shoes for MUNIT, notebook 07): domain A as in
+  ``stripes``, domain B animals whose stripes vary in colour, width and direction (a coat *style*). One plain animal
+  has many right translations; a style code has to choose one.
 
 Every image is an ``uint8`` array (H, W, 3).
 """
@@ -23,7 +26,7 @@ from ..artifacts import atomic_write_bytes
 SPLITS = ("train", "heldout", "test")
 EMBEDDED_VERSION = 3  # part of the cache file names: v2 adds the label maps, v3 the unpaired task's oracle
                       # translations (the images are those of v1 throughout)
-EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired"}
+EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired", "coats": "unpaired"}
 
 
 def default_data_dir() -> Path:
@@ -172,9 +175,26 @@ def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 ANIMAL_CLASSES = ("sky", "grass", "plain animal", "striped animal")
 
 
-def _animal(rng: np.random.Generator, size: int, striped: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A four-legged animal on grass under sky; plain brown (domain A) or with zebra stripes (domain B). Returns
-    the image (size, size, 3) uint8 and its label map (size, size), indices into ``ANIMAL_CLASSES``."""
+# Coat styles of the multimodal task: (light, dark) stripe colours, and the ranges of the stripe period (a fraction
+# of the image) and direction (degrees from vertical). The zebra of ``stripes``: white/black, period 1/7, 0 degrees.
+COAT_COLOURS = (((240, 240, 235), (25, 25, 25)),     # zebra
+                ((235, 150, 40), (30, 20, 15)),      # tiger
+                ((150, 200, 245), (20, 40, 110)),    # blue
+                ((245, 225, 120), (40, 90, 40)))     # yellow on green
+COAT_PERIODS = (0.09, 0.22)
+COAT_ANGLES = (-50.0, 50.0)
+
+
+def draw_coat(rng: np.random.Generator) -> tuple[int, float, float]:
+    """A random coat style: (colour index into ``COAT_COLOURS``, period, angle in degrees)."""
+    return int(rng.integers(len(COAT_COLOURS))), float(rng.uniform(*COAT_PERIODS)), float(rng.uniform(*COAT_ANGLES))
+
+
+def _animal(rng: np.random.Generator, size: int, striped: bool, coat: tuple[int, float, float] | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """A four-legged animal on grass under sky; plain brown (domain A) or with stripes (domain B): a zebra's, or
+    those of ``coat`` (:func:`draw_coat`). Returns the image (size, size, 3) uint8 and its label map (size, size),
+    indices into ``ANIMAL_CLASSES``. The coat takes nothing from ``rng``: the same state draws the same scene."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size        # coordinates in [0, 1)
     horizon = rng.uniform(0.25, 0.45)
     img = np.empty((size, size, 3), np.float32)
@@ -202,11 +222,20 @@ def _animal(rng: np.random.Generator, size: int, striped: bool) -> tuple[np.ndar
     animal = body | neck | head | legs
     # Shade: lit from above, darker at the belly.
     shade = (0.75 + 0.35 * np.clip((cy + bh - yy) / (2 * bh), 0, 1))[..., None]
-    if striped:
+    if striped and coat is None:
         # Stripes run across the body, bending with the distance from its centre like a zebra's.
         phase = (xx - cx) * 28 + 4 * np.sin((yy - cy) * 18)
         stripe = np.sin(phase * np.pi / 2) > 0
         coat = np.where(stripe[..., None], np.array([240, 240, 235]), np.array([25, 25, 25]))
+    elif striped:
+        # The same bent stripes, turned by the coat's angle, a light and a dark one every ``period``.
+        colour, period, angle = coat
+        t = np.deg2rad(angle)
+        u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)          # across the stripes
+        v = (yy - cy) * np.cos(t) - (xx - cx) * np.sin(t)          # along them
+        phase = u * 4 / period + 4 * np.sin(v * 18)
+        light, dark = COAT_COLOURS[colour]
+        coat = np.where((np.sin(phase * np.pi / 2) > 0)[..., None], np.array(light), np.array(dark))
     else:
         browns = np.array([[140, 90, 50], [110, 70, 40], [165, 120, 75]])
         coat = np.broadcast_to(browns[rng.integers(3)], img.shape)
@@ -224,9 +253,11 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
     """Generate ``n`` examples of an embedded task. Returns uint8 arrays ``A`` and ``B`` of shape (n, size, size, 3)
     (for ``facades`` also int arrays ``wall``, ``floors``, ``cols`` describing each building and its ``label`` map;
     for ``stripes`` the label maps ``label_A``, ``label_B`` and ``target``, each A redrawn striped: the translation
-    a perfect generator would make, for evaluation only).
+    a perfect generator would make, for evaluation only; for ``coats`` also ``coat_B`` (n, 3): each B's coat style,
+    and ``target`` drawn in a random coat, one of the many right answers).
 
-    For ``facades`` row i of A and B is a pair; for ``stripes`` A and B come from independent streams (unpaired).
+    For ``facades`` row i of A and B is a pair; for ``stripes`` and ``coats`` A and B come from independent streams
+    (unpaired). The streams of ``coats`` are not those of ``stripes``: the two tasks share no image.
     """
     if task not in EMBEDDED_TASKS:
         raise ValueError(f"unknown embedded task {task!r}; choose one of {sorted(EMBEDDED_TASKS)}")
@@ -243,8 +274,12 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
         return {"A": np.stack([p[0] for p in pairs]), "B": np.stack([p[1] for p in pairs]),
                 "wall": attrs[:, 0], "floors": attrs[:, 1], "cols": attrs[:, 2],
                 "label": np.stack([p[3] for p in pairs]).reshape(n, size, size)}
-    rng_a = np.random.default_rng(split_seed(seed, split, 1))
-    rng_b = np.random.default_rng(split_seed(seed, split, 2))
+    styled = task == "coats"
+    first = 3 if styled else 1                         # coats: streams 3 (A), 4 (B), 5 (B's coats), 6 (targets')
+    rng_a = np.random.default_rng(split_seed(seed, split, first))
+    rng_b = np.random.default_rng(split_seed(seed, split, first + 1))
+    coats_b = np.random.default_rng(split_seed(seed, split, first + 2))
+    coats_target = np.random.default_rng(split_seed(seed, split, first + 3))
     a, oracle = [], []
     for _ in range(n):
         # The oracle translation of A: the same scene drawn again from the same random state with a striped coat
@@ -252,14 +287,32 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
         # far G(A) is from the right answer, which an unpaired task otherwise cannot.
         twin = copy.deepcopy(rng_a)
         a.append(_animal(rng_a, size, False))
-        oracle.append(_animal(twin, size, True)[0])
-    b = [_animal(rng_b, size, True) for _ in range(n)]
+        oracle.append(_animal(twin, size, True, draw_coat(coats_target) if styled else None)[0])
+    coat_b = [draw_coat(coats_b) if styled else None for _ in range(n)]
+    b = [_animal(rng_b, size, True, coat) for coat in coat_b]
     # label_A, label_B: sky / grass / plain animal / striped animal for every pixel of A and of B;
     # target: A's scene with the animal striped, what a perfect A -> B translation would draw
-    return {"A": np.stack([x[0] for x in a]), "B": np.stack([x[0] for x in b]),
-            "target": np.stack(oracle).reshape(n, size, size, 3),
-            "label_A": np.stack([x[1] for x in a]).reshape(n, size, size),
-            "label_B": np.stack([x[1] for x in b]).reshape(n, size, size)}
+    arrays = {"A": np.stack([x[0] for x in a]), "B": np.stack([x[0] for x in b]),
+              "target": np.stack(oracle).reshape(n, size, size, 3),
+              "label_A": np.stack([x[1] for x in a]).reshape(n, size, size),
+              "label_B": np.stack([x[1] for x in b]).reshape(n, size, size)}
+    if styled:
+        arrays["coat_B"] = np.array(coat_b, np.float64).reshape(n, 3)     # colour index, period, angle
+    return arrays
+
+
+def coat_variants(split: str, n: int, size: int, k: int, seed: int = 0) -> np.ndarray:
+    """The first ``n`` plain animals of a ``coats`` split, each drawn in ``k`` random coats: (n, k, size, size, 3)
+    uint8, right answers that differ by their style only. How much they differ is the diversity a multimodal
+    generator should reach (notebook 07); the coats come from a stream of their own (7)."""
+    rng_a = np.random.default_rng(split_seed(seed, split, 3))
+    coats = np.random.default_rng(split_seed(seed, split, 7))
+    out = np.empty((n, k, size, size, 3), np.uint8)
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = _animal(copy.deepcopy(rng_a), size, True, draw_coat(coats))[0]
+        _animal(rng_a, size, False)                    # advance to the next scene, as generate_embedded does
+    return out
 
 
 def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,

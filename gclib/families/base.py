@@ -134,11 +134,14 @@ class Family:
 
     - ``entries``: the names of the config's entries, in order.
     - ``default_choices``: the widths each entry may take unless a preset says otherwise.
+    - ``style_dim``: 0 for a generator of one input (``G(a)``); the length of the style code of a multimodal one
+      (MUNIT: ``G(a, s)``, s of shape (B, style_dim, 1, 1)), which evaluations draw at random.
     """
 
     name: str = ""
     entries: tuple[str, ...] = ()
     default_choices: tuple = ()
+    style_dim: int = 0
 
     # -- the config space ----------------------------------------------------------------------------------------
     def space(self, choices=None) -> ConfigSpace:

@@ -9,6 +9,8 @@
 
 The floor of a paired distance is 0 (the target itself); of FID/KID, two real samples (see :mod:`.distribution`).
 - **Segmentation** (where label maps are known): the mIoU of a segmenter's reading of G(A) (:mod:`.segmentation`).
+- **Diversity** (multimodal generators, G(a, s)): the perceptual distance between two images of one input drawn
+  with two random style codes; 0 for a generator that ignores its style.
 
 Per-image metrics and the mIoU get a bootstrap interval over images.
 """
@@ -24,14 +26,44 @@ from .segmentation import segmentation_score
 
 
 @torch.no_grad()
-def generate(G: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Run G in eval mode over float inputs (N, 3, H, W) in [-1, 1]; returns uint8 (N, 3, H, W) on the CPU."""
+def generate(G: nn.Module, inputs: torch.Tensor, styles: torch.Tensor | None = None, batch_size: int = 32
+             ) -> torch.Tensor:
+    """Run G in eval mode over float inputs (N, 3, H, W) in [-1, 1], each with its style code (N, style_dim, 1, 1)
+    when ``styles`` is given (a multimodal generator: ``G(a, s)``); returns uint8 (N, 3, H, W) on the CPU."""
     device = next(G.parameters()).device
     was_training = G.training
     G.eval()
-    outs = [to_uint8(G(inputs[i:i + batch_size].to(device))).cpu() for i in range(0, len(inputs), batch_size)]
+    outs = []
+    for i in range(0, len(inputs), batch_size):
+        x = inputs[i:i + batch_size].to(device)
+        outs.append(to_uint8(G(x) if styles is None else G(x, styles[i:i + batch_size].to(device))).cpu())
     G.train(was_training)
     return torch.cat(outs)
+
+
+def style_codes(n: int, style_dim: int, seed: int = 0) -> torch.Tensor:
+    """n style codes ~ N(0, I), (n, style_dim, 1, 1), the same for every model scored with this seed (so a student
+    and its teacher are compared on the same codes)."""
+    return torch.randn(n, style_dim, 1, 1, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def perceptual_distances(x: torch.Tensor, y: torch.Tensor, extractor: nn.Module | None = None) -> np.ndarray:
+    """The perceptual distance (module docstring) between uint8 images x[i] and y[i], (N,), through the offline
+    extractor (``extractor`` if it has feature maps, else the offline one)."""
+    if extractor is None or not hasattr(extractor, "feature_maps"):
+        from .features import load_offline_extractor
+        extractor = load_offline_extractor(progress=False)
+    return paired_distances(x, y, extractor)["perceptual"]
+
+
+def diversity(G: nn.Module, inputs: torch.Tensor, style_dim: int, extractor: nn.Module | None = None,
+              seed: int = 0) -> np.ndarray:
+    """How differently a multimodal G draws one input under two random style codes: per input, the perceptual
+    distance between G(a, s1) and G(a, s2), (N,). A generator that ignores its style code scores 0; the task's own
+    right answers score what :func:`perceptual_distances` gives between two of them."""
+    s1, s2 = style_codes(2 * len(inputs), style_dim, seed).chunk(2)
+    return perceptual_distances(generate(G, inputs, s1), generate(G, inputs, s2), extractor)
 
 
 @torch.no_grad()
@@ -78,15 +110,19 @@ class GeneratorScorer:
     distances to them.
 
     ``floor_images``: an independent real sample of domain B (at least as many images) for the FID/KID floor;
-    ``resamples``: bootstrap resamples per interval, 0 for the cheap periodic evaluations during training.
+    ``resamples``: bootstrap resamples per interval, 0 for the cheap periodic evaluations during training;
+    ``style_dim``: a multimodal generator's style length (0: none). Its images are drawn with one random code per
+    input, the same codes for every model (:func:`style_codes`), and it is also scored for ``diversity``.
     A call returns a flat dict: ``fid``, ``kid`` and, with intervals, ``fid low``, ``fid high``, ``fid floor``, ...;
     paired: ``l1``, ``psnr``, ``perceptual`` likewise."""
 
     def __init__(self, inputs: torch.Tensor, real_images: torch.Tensor, extractor: nn.Module,
                  targets: torch.Tensor | None = None, floor_images: torch.Tensor | None = None,
                  resamples: int = 0, segmenter: nn.Module | None = None, label_target: torch.Tensor | None = None,
-                 cache_dir=None):
+                 cache_dir=None, style_dim: int = 0):
         self.inputs = inputs                                    # float (N, 3, H, W) in [-1, 1]
+        self.style_dim = style_dim
+        self.styles = style_codes(len(inputs), style_dim) if style_dim else None   # (N, style_dim, 1, 1)
         self.targets = to_uint8(targets) if targets is not None else None
         self.extractor, self.resamples = extractor, resamples
         self.segmenter, self.label_target = segmenter, label_target   # label_target: (N, H, W) what G(A) shows
@@ -114,15 +150,21 @@ class GeneratorScorer:
         return out
 
     def __call__(self, G: nn.Module) -> dict:
-        return self.score_images(generate(G, self.inputs))
+        out = self.score_images(generate(G, self.inputs, self.styles))
+        if self.style_dim:
+            score = mean_with_interval(diversity(G, self.inputs, self.style_dim, self.extractor, seed=1),
+                                       2 * self.resamples)
+            out.update(score.as_dict("diversity") if self.resamples else {"diversity": score.value})
+        return out
 
 
-def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | None = None, resamples: int = 100
-                 ) -> GeneratorScorer:
+def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | None = None, resamples: int = 100,
+                 style_dim: int = 0) -> GeneratorScorer:
     """The scorer of ``split`` ('heldout' or 'test') of a :class:`gclib.data.TaskData`: FID/KID against the split's
     domain-B images, their floor from the *other* evaluation split's domain-B images (an independent real sample of
-    the same task), the distances to the split's targets on paired tasks, and with a ``segmenter`` the mIoU of G(A)
-    against the split's target label maps.
+    the same task), the distances to the split's targets on paired tasks, with a ``segmenter`` the mIoU of G(A)
+    against the split's target label maps, and with ``style_dim`` (a multimodal family's) random styles and the
+    diversity.
 
     The embedded unpaired task also knows an oracle translation (A redrawn striped), but no pixel distance is taken
     to it: no unpaired model can know the phase of the oracle's stripes, so a pixel distance rewards leaving the
@@ -137,10 +179,12 @@ def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | 
     cache_dir = None if getattr(data.train, "in_memory", True) else default_data_dir() / "stats"
     return GeneratorScorer(this.A[:n], this.B[:n], extractor, targets=targets[:n] if targets is not None else None,
                            floor_images=other.B[:n], resamples=resamples, segmenter=segmenter,
-                           label_target=labels[:n] if labels is not None else None, cache_dir=cache_dir)
+                           label_target=labels[:n] if labels is not None else None, cache_dir=cache_dir,
+                           style_dim=style_dim)
 
 
 def report_name(key: str, extractor: str = "offline") -> str:
     """How a score is named in tables and records: the distribution metrics say their feature extractor."""
     return {"fid": f"FID ({extractor})", "kid": f"KID x1000 ({extractor})", "l1": "L1 to target (0-255)",
-            "psnr": "PSNR (dB)", "perceptual": "perceptual distance", "mIoU": "mIoU (segmenter)"}.get(key, key)
+            "psnr": "PSNR (dB)", "perceptual": "perceptual distance", "mIoU": "mIoU (segmenter)",
+            "diversity": "diversity (perceptual)"}.get(key, key)

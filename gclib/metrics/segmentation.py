@@ -25,7 +25,7 @@ from ..progress import progress_bar
 from .distribution import Score
 
 SEGMENTER_VERSION = 2
-CLASSES = {"facades": tuple(LABELS), "stripes": ANIMAL_CLASSES}
+CLASSES = {"facades": tuple(LABELS), "stripes": ANIMAL_CLASSES, "coats": ANIMAL_CLASSES}
 SIZE = 32  # the segmenter works at 32x32 (every class is still several pixels wide); other sizes are resized
 
 

@@ -1,8 +1,8 @@
 """Training recipes, family-agnostic: the shared loop, teacher objectives, distillation, once-for-all training.
 
 A generator family trains with one :class:`Recipe`: the ResNet family with pix2pix / CycleGAN and GAN Compression's
-distiller, the SPADE family with GauGAN's losses (:mod:`.gaugan`). The stages (:mod:`gclib.stages`) ask
-:func:`recipe_for` and never name a recipe themselves.
+distiller, the SPADE family with GauGAN's losses (:mod:`.gaugan`), the MUNIT family with MUNIT's (:mod:`.munit`).
+The stages (:mod:`gclib.stages`) ask :func:`recipe_for` and never name a recipe themselves.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ class Recipe:
       with the teacher's or the supernet's weights);
     - ``student_config(preset, steps, seed, paired, variant)``: the distillation config of a student variant;
     - ``distill_trainer``, ``supernet_trainer``: the distillation and once-for-all trainer classes;
-    - ``unpaired``: whether the recipe trains unpaired tasks."""
+    - ``unpaired``: whether the recipe trains unpaired tasks;
+    - ``variants``: the student variants it trains (notebook 02's, see :data:`.distill.VARIANTS`)."""
 
     name: str
     teacher_config: Callable
@@ -34,10 +35,11 @@ class Recipe:
     distill_trainer: type
     supernet_trainer: type
     unpaired: bool
+    variants: tuple[str, ...]
 
 
 def _pix2pix() -> Recipe:
-    from .distill import DistillTrainer, distill_config
+    from .distill import VARIANTS, DistillTrainer, distill_config
     from .once_for_all import SupernetTrainer
     from .teacher import discriminator, teacher_config, teacher_nets, trainer_for
     from .trainer import from_preset
@@ -45,7 +47,7 @@ def _pix2pix() -> Recipe:
                   lambda family, preset, paired: discriminator(preset, paired),
                   lambda preset, steps, seed, paired, variant: distill_config(from_preset(preset, steps, seed), paired,
                                                                               variant),
-                  DistillTrainer, SupernetTrainer, unpaired=True)
+                  DistillTrainer, SupernetTrainer, unpaired=True, variants=VARIANTS)
 
 
 def _gaugan() -> Recipe:
@@ -56,10 +58,21 @@ def _gaugan() -> Recipe:
                   teacher_nets, lambda paired: GauGANTrainer,
                   lambda family, preset, paired: discriminator(preset, family.arch(preset)["label_nc"]),
                   lambda preset, steps, seed, paired, variant: gaugan_config(preset, steps, seed, variant),
-                  GauGANDistillTrainer, GauGANSupernetTrainer, unpaired=False)
+                  GauGANDistillTrainer, GauGANSupernetTrainer, unpaired=False,
+                  variants=("alone", "init", "features"))
 
 
-RECIPES = {"resnet": _pix2pix, "spade": _gaugan}
+def _munit() -> Recipe:
+    from .munit import (MUNITDistillTrainer, MUNITSupernetTrainer, MUNITTrainer, discriminator, munit_config,
+                        teacher_nets)
+    return Recipe("MUNIT", lambda preset, paired, seed, steps=None: munit_config(
+                      preset, preset.teacher.steps if steps is None else steps, seed),
+                  teacher_nets, lambda paired: MUNITTrainer, discriminator,
+                  lambda preset, steps, seed, paired, variant: munit_config(preset, steps, seed, variant),
+                  MUNITDistillTrainer, MUNITSupernetTrainer, unpaired=True, variants=("features",))
+
+
+RECIPES = {"resnet": _pix2pix, "spade": _gaugan, "munit": _munit}
 
 
 def recipe_for(family: str, paired: bool = True) -> Recipe:

@@ -54,6 +54,7 @@ class MunitFamily(Family):
     name = "munit"
     entries = ENTRIES
     default_choices = CHANNELS_64
+    style_dim = STYLE_DIM           # a generator's second input: evaluations draw one code per image
 
     def arch(self, preset) -> dict:
         return {"input_nc": 3}

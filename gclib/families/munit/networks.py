@@ -35,6 +35,7 @@ so official checkpoints map onto these modules.
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -250,6 +251,16 @@ class MUNITGenerator(nn.Module):
         else:
             content = self.enc_content(images)
         return self.decode(content, style)
+
+
+def translator(G_A: MUNITGenerator, G_B: MUNITGenerator) -> MUNITGenerator:
+    """MUNIT's A -> B translation as one generator: G_A's content encoder with G_B's style encoder, MLP and decoder
+    (the two auto-encoders share the content space). The modules are shared, not copied: its ``state_dict`` is the
+    translator's weights, and it follows G_A and G_B while they train."""
+    net = copy.copy(G_B)                     # a shallow copy: G_B's modules, in a module dict of its own
+    net._modules = dict(G_B._modules)
+    net._modules["enc_content"] = G_A.enc_content
+    return net
 
 
 def teacher_widths(ngf: int) -> dict:
