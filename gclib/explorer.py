@@ -39,7 +39,9 @@ class BudgetExplorer:
     inputs (float, e.g. (N, 3, H, W) images in [-1, 1] or (N, L, H, W) one-hot label maps); ``teacher_row`` is the
     teacher's ``{'macs', 'fid', 'kid'}``. ``key``: the row field the best is picked by (lower is better); ``shown``:
     the ``(field, label)`` pairs the text and figure give; ``pictures``: uint8 (N, 3, H, W) pictures of the inputs to
-    show above the outputs (a label map's colours), when the inputs are not images themselves.
+    show above the outputs (a label map's colours), when the inputs are not images themselves; ``styles``: style
+    codes (K, style_dim, 1, 1) of a multimodal family (MUNIT), which add a second slider: every image of a row is
+    drawn with the chosen code, by the teacher and by the sub-network alike.
 
     ``best_under_budget=True`` (default): a budget shows the best row within it (give the Pareto front as ``rows`` and
     every position is a front point). ``False``: a budget shows the row of exactly those MACs, to browse every
@@ -48,15 +50,33 @@ class BudgetExplorer:
     def __init__(self, rows: list[dict], make_model: Callable[[str], nn.Module], inputs: torch.Tensor,
                  teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], key: str = "fid",
                  best_under_budget: bool = True, shown: tuple = (("fid", "FID"), ("kid", "KID x1000")),
-                 pictures: torch.Tensor | None = None):
+                 pictures: torch.Tensor | None = None, styles: torch.Tensor | None = None):
         if not rows:
             raise ValueError("the explorer needs at least one searched sub-network")
         self.rows = sorted(rows, key=lambda r: r["macs"])
         self.budgets = sorted({r["macs"] for r in self.rows})
         self.make_model, self.inputs, self.latency, self.key = make_model, inputs, latency, key
         self.best_under_budget, self.shown, self.pictures = best_under_budget, tuple(shown), pictures
-        self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": generate(teacher, inputs)}
+        self.styles, self.teacher = styles, teacher
+        self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": self._draw(teacher, 0)}
         self._views: dict[str, dict] = {}
+        self._images: dict[tuple[str, int], torch.Tensor] = {}
+
+    def _draw(self, model: nn.Module, style: int) -> torch.Tensor:
+        """The model's images of the fixed inputs (with style code ``style`` for a multimodal model), uint8."""
+        if self.styles is None:
+            return generate(model, self.inputs)
+        code = self.styles[style:style + 1].expand(len(self.inputs), *self.styles.shape[1:])
+        return generate(model, self.inputs, code)
+
+    def images(self, budget_macs: float, style: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the teacher's images, the picked sub-network's images) under ``budget_macs``, drawn with ``style``."""
+        view = self.view(budget_macs)
+        if ("teacher", style) not in self._images:
+            self._images[("teacher", style)] = self._draw(self.teacher, style)
+        if (view["row"]["config"], style) not in self._images:
+            self._images[(view["row"]["config"], style)] = self._draw(view["model"], style)
+        return self._images[("teacher", style)], self._images[(view["row"]["config"], style)]
 
     def view(self, budget_macs: float) -> dict:
         """The best sub-network within ``budget_macs``: its row, generated images (uint8) and latency (ms).
@@ -71,7 +91,7 @@ class BudgetExplorer:
             row = min(at, key=lambda r: r[self.key])
         if row["config"] not in self._views:
             model = self.make_model(row["config"]).eval()
-            self._views[row["config"]] = {"row": row, "images": generate(model, self.inputs),
+            self._views[row["config"]] = {"row": row, "model": model, "images": self._draw(model, 0),
                                           "latency_ms": self.latency(model)}
         return self._views[row["config"]]
 
@@ -87,7 +107,7 @@ class BudgetExplorer:
                 f"{t['latency_ms'] / v['latency_ms']:.1f}x faster)")
 
     def widget(self, scale: int = 2):
-        """slider | text | teacher's images | the picked network's images, updated live as the slider moves."""
+        """slider(s) | text | teacher's images | the picked network's images, updated live as a slider moves."""
         import ipywidgets as widgets
         slider = widgets.SelectionSlider(options=[(f"{b / 1e9:.4f} G", b) for b in self.budgets],
                                          value=self.budgets[len(self.budgets) // 2], description="MAC budget",
@@ -100,28 +120,37 @@ class BudgetExplorer:
         picked_img = widgets.Image(format="png")
         picked_img.add_class(f"{CSS_PREFIX}-image")
 
+        style = widgets.IntSlider(value=0, min=0, max=len(self.styles) - 1 if self.styles is not None else 0,
+                                  description="style code", continuous_update=False,
+                                  style={"description_width": "initial"})
+        style.add_class(f"{CSS_PREFIX}-style")
+
         def update(change=None):
             info.value = self.describe(slider.value)
-            picked_img.value = _strip_png(self.view(slider.value)["images"], scale)
+            teacher, picked = self.images(slider.value, style.value)
+            teacher_img.value, picked_img.value = _strip_png(teacher, scale), _strip_png(picked, scale)
 
         slider.observe(update, names="value")
+        style.observe(update, names="value")
         update()
         label = lambda text: widgets.HTML(f"<b>{text}</b>")
         inputs = [] if self.pictures is None else [label("input"), widgets.Image(
             value=_strip_png(self.pictures, scale), format="png")]
-        return widgets.VBox([slider, info, *inputs, label("teacher"), teacher_img, label("best searched sub-network"),
-                             picked_img])
+        sliders = [slider] if self.styles is None else [slider, style]
+        return widgets.VBox([*sliders, info, *inputs, label("teacher"), teacher_img,
+                             label("best searched sub-network"), picked_img])
 
-    def figure(self, budgets: list[float], n: int = 4):
-        """The static version: the teacher's images, then the best network under each budget, with its figures."""
+    def figure(self, budgets: list[float], n: int = 4, style: int = 0):
+        """The static version: the teacher's images, then the best network under each budget, with its figures
+        (a multimodal family's drawn with style code ``style``)."""
         import matplotlib.pyplot as plt
         views = [self.view(b) for b in budgets]
         t = self.teacher_row
         quality = lambda r: ", ".join(f"{label} {r[k]:.2f}" for k, label in self.shown)
         rows = [] if self.pictures is None else [("input", None, "", self.pictures)]
-        rows += [("teacher", t["macs"], f"{quality(t)}, {t['latency_ms']:.1f} ms", t["images"])]
+        rows += [("teacher", t["macs"], f"{quality(t)}, {t['latency_ms']:.1f} ms", self.images(budgets[0], style)[0])]
         rows += [(f"<= {b / 1e9:.3f} G", v["row"]["macs"], f"{quality(v['row'])}, {v['latency_ms']:.1f} ms",
-                  v["images"]) for b, v in zip(budgets, views)]
+                  self.images(b, style)[1]) for b, v in zip(budgets, views)]
         fig, axes = plt.subplots(len(rows), 1, figsize=(1.5 * n + 2.5, 1.55 * len(rows)), squeeze=False)
         for ax, (name, macs, title, images) in zip(axes[:, 0], rows):
             ax.imshow(torch.cat(list(images[:n]), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")

@@ -75,3 +75,28 @@ def test_static_figure_has_the_teacher_and_one_row_per_budget():
 def test_an_empty_table_is_refused():
     with pytest.raises(ValueError, match="at least one"):
         BudgetExplorer([], None, None, None, {}, None)
+
+
+def test_a_style_slider_redraws_teacher_and_sub_network_with_the_chosen_code():
+    from gclib.data import to_uint8
+    from gclib.families import get_family
+    munit = get_family("munit")
+    torch.manual_seed(0)
+    supernet = munit.supernet(8)
+    configs = [munit.uniform(4), munit.uniform(8)]
+    rows = [{"config": c, "macs": munit.config_macs(c, 32), "fid": f} for c, f in zip(configs, (2.0, 1.0))]
+    styles = torch.randn(3, 8, 1, 1)
+    ex = BudgetExplorer(rows, lambda c: munit.extract(supernet, c), torch.rand(2, 3, 32, 32) * 2 - 1,
+                        munit.teacher(8), {"macs": munit.teacher_macs(8, 32), "fid": 0.5, "kid": 0.1},
+                        lambda model: 1.0, shown=(("fid", "FID"),), styles=styles)
+    box = ex.widget()
+    budget_slider, style_slider, picked = box.children[0], box.children[1], box.children[-1]
+    before = picked.value
+    teacher_0, sub_0 = ex.images(ex.budgets[-1], 0)
+    style_slider.value = 2
+    teacher_2, sub_2 = ex.images(ex.budgets[-1], 2)
+    assert picked.value != before and not torch.equal(teacher_0, teacher_2) and not torch.equal(sub_0, sub_2)
+    net = munit.extract(supernet, configs[-1]).eval()
+    with torch.no_grad():                                          # the picked network drawn with code 2
+        expected = net(ex.inputs, styles[2:3].expand(2, 8, 1, 1))
+    assert torch.equal(sub_2, to_uint8(expected))
