@@ -26,9 +26,11 @@ def export(G: nn.Module, folder, name: str, image_size: int, family: str = "resn
     folder = Path(folder)
     G = G.eval()
     fam = get_family(family)
-    example = tuple(x.to(next(G.parameters()).device) for x in fam.example_inputs(2, image_size, **G.arch))
+    device = next(G.parameters()).device
+    example = tuple(x.to(device) for x in fam.export_inputs(2, image_size, **G.arch))   # what a deployment feeds
+    counted = tuple(x.to(device) for x in fam.example_inputs(1, image_size, **G.arch))  # what MACs are counted on
     meta = {"family": family, "config": G.config, "arch": G.arch, "image_size": image_size,
-            "GMACs": count_macs(G, inputs=tuple(x[:1] for x in example)) / 1e9, **(extra or {})}
+            "inputs": list(fam.export_names), "GMACs": count_macs(G, inputs=counted) / 1e9, **(extra or {})}
     paths = {"weights": folder / f"{name}.pt", "program": folder / f"{name}.pt2", "onnx": folder / f"{name}.onnx"}
     save_artifact(paths["weights"], {"meta": meta, "weights": G.state_dict()})
     batch = torch.export.Dim("batch")                             # any batch size, not only the example's
@@ -39,8 +41,8 @@ def export(G: nn.Module, folder, name: str, image_size: int, family: str = "resn
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the exporter reports its version choices
         warnings.simplefilter("ignore")
-        torch.onnx.export(G, example, buffer, input_names=["A"], output_names=["B"], dynamo=False,
-                          dynamic_axes={"A": {0: "batch"}, "B": {0: "batch"}})
+        torch.onnx.export(G, example, buffer, input_names=list(fam.export_names), output_names=["B"], dynamo=False,
+                          dynamic_axes={**{name: {0: "batch"} for name in fam.export_names}, "B": {0: "batch"}})
     atomic_write_bytes(paths["onnx"], buffer.getvalue())
     return paths
 
@@ -55,11 +57,14 @@ def load_exported(folder, name: str, device="cpu") -> nn.Module:
     return G.to(device).eval()
 
 
-def exported_outputs(paths: dict[str, Path], inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run ``inputs`` through each exported form, reloaded from disk: the torch.export program and ONNX Runtime."""
+def exported_outputs(paths: dict[str, Path], inputs: torch.Tensor | tuple[torch.Tensor, ...]
+                     ) -> dict[str, torch.Tensor]:
+    """Run ``inputs`` (the images, or the family's export inputs in order, e.g. MUNIT's images and style codes)
+    through each exported form, reloaded from disk: the torch.export program and ONNX Runtime."""
     import onnxruntime as ort
+    inputs = tuple(x.cpu() for x in (inputs if isinstance(inputs, (tuple, list)) else (inputs,)))
     program = torch.export.load(str(paths["program"])).module()
     session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
     with torch.no_grad():
-        return {"torch.export": program(inputs.cpu()),
-                "ONNX Runtime": torch.from_numpy(session.run(["B"], {"A": inputs.cpu().numpy()})[0])}
+        return {"torch.export": program(*inputs), "ONNX Runtime": torch.from_numpy(session.run(["B"], feed)[0])}

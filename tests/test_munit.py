@@ -153,3 +153,19 @@ def test_stages_train_a_munit_teacher_supernet_and_subnetwork(tmp_path, tiny):
     x, s = data.test.A[:2], torch.randn(2, 8, 1, 1)
     assert tuned.net.config == config and tuned.net(x, s).shape == (2, 3, 32, 32)
     assert not stages.teacher(cfg, data, tmp_path, progress=False).artifact.trained_now
+
+
+def test_an_exported_munit_draws_in_the_style_code_it_is_given(tmp_path):
+    from gclib.export import export, exported_outputs, load_exported
+    torch.manual_seed(0)
+    G = MUNIT.student(MUNIT.uniform(4)).eval()
+    paths = export(G, tmp_path, "munit", 32, "munit")
+    x, s = torch.rand(3, 3, 32, 32) * 2 - 1, torch.randn(3, 8, 1, 1)
+    with torch.no_grad():
+        reference = G(x, s)
+        assert not torch.allclose(reference, G(x, -s))                          # the code matters
+        gaps = {"reloaded": (load_exported(tmp_path, "munit")(x, s) - reference).abs().max().item(),
+                **{k: (v - reference).abs().max().item() for k, v in exported_outputs(paths, (x, s)).items()}}
+    assert max(gaps.values()) < 1e-4, gaps
+    meta = torch.load(paths["weights"], weights_only=True)["meta"]
+    assert meta["inputs"] == ["A", "style"] and meta["GMACs"] == pytest.approx(MUNIT.config_macs(G.config, 32) / 1e9)

@@ -182,8 +182,14 @@ class Family:
         raise NotImplementedError
 
     def example_inputs(self, batch: int, image_size, **arch) -> tuple[torch.Tensor, ...]:
-        """Inputs of the generator's forward (an image; later a label map, or an image and a style code)."""
+        """Inputs of the generator's forward that its MACs are counted on (an image, or a label map)."""
         raise NotImplementedError
+
+    export_names: tuple[str, ...] = ("A",)   # the inputs of an exported generator (ONNX input names), in order
+
+    def export_inputs(self, batch: int, image_size, **arch) -> tuple[torch.Tensor, ...]:
+        """Example inputs of an exported generator, one per ``export_names`` (default: :meth:`example_inputs`)."""
+        return self.example_inputs(batch, image_size, **arch)
 
     def task_data(self, data, preset):
         """A task's splits as this family's generators take them (:class:`gclib.data.TaskData`): images for the

@@ -89,6 +89,12 @@ class MunitFamily(Family):
     def example_inputs(self, batch: int, image_size, input_nc: int = 3, **_) -> tuple[torch.Tensor]:
         return (torch.rand(batch, input_nc, *image_hw(image_size)) * 2 - 1,)
 
+    export_names = ("A", "style")
+
+    def export_inputs(self, batch: int, image_size, input_nc: int = 3, **_) -> tuple[torch.Tensor, torch.Tensor]:
+        """An exported MUNIT draws the image in the style code it is given: (images, codes (B, 8, 1, 1))."""
+        return (*self.example_inputs(batch, image_size, input_nc), torch.randn(batch, STYLE_DIM, 1, 1))
+
     def distill_points(self, net) -> list[str]:
         return ["enc_content"]                                  # the content code (official: through a 1x1 adapter)
 
