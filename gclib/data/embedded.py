@@ -190,12 +190,17 @@ def draw_coat(rng: np.random.Generator) -> tuple[int, float, float]:
     return int(rng.integers(len(COAT_COLOURS))), float(rng.uniform(*COAT_PERIODS)), float(rng.uniform(*COAT_ANGLES))
 
 
-def _animal(rng: np.random.Generator, size: int, striped: bool, coat: tuple[int, float, float] | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+COAT_ZOOM = 1.5    # the coats task frames its animals closer: its coats' stripes stay several pixels wide at 32x32
+
+
+def _animal(rng: np.random.Generator, size: int, striped: bool, coat: tuple[int, float, float] | None = None,
+            zoom: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """A four-legged animal on grass under sky; plain brown (domain A) or with stripes (domain B): a zebra's, or
-    those of ``coat`` (:func:`draw_coat`). Returns the image (size, size, 3) uint8 and its label map (size, size),
-    indices into ``ANIMAL_CLASSES``. The coat takes nothing from ``rng``: the same state draws the same scene."""
+    those of ``coat`` (:func:`draw_coat`), the view ``zoom`` times closer around (0.5, 0.55). Returns the image
+    (size, size, 3) uint8 and its label map (size, size), indices into ``ANIMAL_CLASSES``. The coat takes nothing
+    from ``rng``: the same state draws the same scene."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size        # coordinates in [0, 1)
+    yy, xx = 0.55 + (yy - 0.55) / zoom, 0.5 + (xx - 0.5) / zoom
     horizon = rng.uniform(0.25, 0.45)
     img = np.empty((size, size, 3), np.float32)
     sky_t = np.clip(yy / horizon, 0, 1)[..., None]
@@ -275,6 +280,7 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
                 "wall": attrs[:, 0], "floors": attrs[:, 1], "cols": attrs[:, 2],
                 "label": np.stack([p[3] for p in pairs]).reshape(n, size, size)}
     styled = task == "coats"
+    zoom = COAT_ZOOM if styled else 1.0
     first = 3 if styled else 1                         # coats: streams 3 (A), 4 (B), 5 (B's coats), 6 (targets')
     rng_a = np.random.default_rng(split_seed(seed, split, first))
     rng_b = np.random.default_rng(split_seed(seed, split, first + 1))
@@ -286,10 +292,10 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
         # (a striped animal draws nothing a plain one does not). Never trained on; it lets evaluation measure how
         # far G(A) is from the right answer, which an unpaired task otherwise cannot.
         twin = copy.deepcopy(rng_a)
-        a.append(_animal(rng_a, size, False))
-        oracle.append(_animal(twin, size, True, draw_coat(coats_target) if styled else None)[0])
+        a.append(_animal(rng_a, size, False, zoom=zoom))
+        oracle.append(_animal(twin, size, True, draw_coat(coats_target) if styled else None, zoom)[0])
     coat_b = [draw_coat(coats_b) if styled else None for _ in range(n)]
-    b = [_animal(rng_b, size, True, coat) for coat in coat_b]
+    b = [_animal(rng_b, size, True, coat, zoom) for coat in coat_b]
     # label_A, label_B: sky / grass / plain animal / striped animal for every pixel of A and of B;
     # target: A's scene with the animal striped, what a perfect A -> B translation would draw
     arrays = {"A": np.stack([x[0] for x in a]), "B": np.stack([x[0] for x in b]),
@@ -310,8 +316,8 @@ def coat_variants(split: str, n: int, size: int, k: int, seed: int = 0) -> np.nd
     out = np.empty((n, k, size, size, 3), np.uint8)
     for i in range(n):
         for j in range(k):
-            out[i, j] = _animal(copy.deepcopy(rng_a), size, True, draw_coat(coats))[0]
-        _animal(rng_a, size, False)                    # advance to the next scene, as generate_embedded does
+            out[i, j] = _animal(copy.deepcopy(rng_a), size, True, draw_coat(coats), COAT_ZOOM)[0]
+        _animal(rng_a, size, False, zoom=COAT_ZOOM)    # advance to the next scene, as generate_embedded does
     return out
 
 
