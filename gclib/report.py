@@ -129,7 +129,7 @@ def update_readme(readme: str | Path, summary_md: str) -> bool:
 
 
 METRIC_NAMES = {"fid": "FID", "kid": "KID x1000", "l1": "L1 (grey levels)", "psnr": "PSNR (dB)",
-                "perceptual": "perceptual", "mIoU": "mIoU"}
+                "perceptual": "perceptual", "mIoU": "mIoU", "diversity": "diversity"}
 
 
 def score_table(rows: dict[str, dict], names: dict[str, str] | None = None, digits: int = 3):
@@ -152,7 +152,8 @@ def score_table(rows: dict[str, dict], names: dict[str, str] | None = None, digi
     return pd.DataFrame.from_dict(table, orient="index").fillna("")
 
 
-LOWER_IS_BETTER = {"fid": True, "kid": True, "l1": True, "perceptual": True, "psnr": False, "mIoU": False}
+LOWER_IS_BETTER = {"fid": True, "kid": True, "l1": True, "perceptual": True, "psnr": False, "mIoU": False,
+                   "diversity": False}
 
 
 def seed_spread(values) -> float:

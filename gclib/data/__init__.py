@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .download import REAL_DATASETS, download_dataset, extract, fetch, sha256_of
-from .embedded import (ANIMAL_CLASSES, EMBEDDED_TASKS, LABELS, SPLITS, default_data_dir, generate_embedded,
-                       load_embedded)
+from .embedded import (ANIMAL_CLASSES, EMBEDDED_TASKS, LABELS, SPLITS, coat_variants, default_data_dir,
+                       generate_embedded, load_embedded)
 from .folders import (ALIGNED_LAYOUT, UNALIGNED_LAYOUT, AlignedFolder, DatasetError, UnalignedFolder, scan_dataset,
                       open_real_dataset, paper_transform)
 from .images import to_tensor, to_uint8
@@ -165,7 +165,7 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     return TaskData(task, paired, splits["train"], splits["heldout"], splits["test"])
 
 
-__all__ = ["ANIMAL_CLASSES", "ALIGNED_LAYOUT", "embedded_labels", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
+__all__ = ["ANIMAL_CLASSES", "coat_variants", "ALIGNED_LAYOUT", "embedded_labels", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
            "TaskData", "TensorSplit", "UNALIGNED_LAYOUT", "UnalignedFolder", "default_data_dir", "download_dataset",
            "extract", "fetch", "generate_embedded", "label_map_task", "load_embedded", "load_task", "one_hot", "open_real_dataset", "scan_dataset",
            "paper_transform", "sha256_of", "to_tensor", "to_uint8"]
