@@ -67,6 +67,7 @@ def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None
     order = sorted(cells, key=lambda k: (k[0], k[1] == "runtime (min)"))
     per_task = [k for k in order if "" not in cells[k]]
     task_free = [k for k in order if "" in cells[k]]
+    tasks = [t for t in tasks if any(t in cells[k] for k in per_task)]   # a column per task that has figures
     lines = []
     if per_task:
         lines += ["| notebook | figure | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]

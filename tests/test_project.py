@@ -237,6 +237,8 @@ def test_summary_shows_the_two_tasks_side_by_side(tmp_path):
     assert "| 01_x | FID | 1.5 | 2.5 |" in text and "| 01_x | L1 | 18 |  |" in text
     assert "| 01_x | runtime (min) | 1.0 | 2.0 |" in text and "| 05_z | speed-up | 3 |" in text
     assert text.index("| 01_x | FID") < text.index("| 01_x | runtime") < text.index("| 05_z |")
+    report.record(tmp_path, "01_x_coats", {"FID": 3.5})             # a task gets a column once it has figures
+    assert "| notebook | figure | facades | stripes | coats |" in report.write_summary(tmp_path, "laptop", {})[1].read_text()
 
 
 def test_seed_comparisons_read_gaps_against_the_larger_spread_and_know_which_way_is_better():
