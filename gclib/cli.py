@@ -55,7 +55,8 @@ def _cmd_train(args) -> int:
     if not args.no_eval:   # held-out scores every eval_every steps, as in the notebooks
         segmenter = metrics.load_segmenter(args.task) if args.task in EMBEDDED_TASKS and not cfg.data.dataset_root \
             else None
-        scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), segmenter, resamples=0)
+        scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), segmenter, resamples=0,
+                                      style_dim=get_family(cfg.family).style_dim)
     try:
         teacher = stages.teacher(cfg, data, out, args.seed, device, scorer)
         done = teacher

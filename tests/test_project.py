@@ -280,6 +280,11 @@ def test_cli_train_runs_each_stage_and_loads_what_it_trained(tmp_path, capsys):
                  *tiny]) == 0
     assert "finetune trained" in capsys.readouterr().out
     assert [p.name.count(".") for p in tmp_path.glob("teacher_facades_spade_s0_*.pt")].count(1) == 1
+    # MUNIT: on the multimodal task, a 10-entry config
+    assert main(["train", "finetune", "--preset", "smoke", "--task", "coats", "--set", "family=munit", "--config",
+                 "4_4_4_4_4_4_4_4_4_4", *tiny]) == 0
+    assert "finetune trained" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("subnet_coats_munit_4_4_4_4_4_4_4_4_4_4_supernet_s0_*.pt"))) >= 1
 
 
 def _task_notebook(path: Path, sleep: dict) -> Path:

@@ -158,8 +158,9 @@ class TeacherCache:
     def for_split(cls, family, teacher: nn.Module, train, progress: bool = True, max_bytes: int = 2 << 30
                   ) -> "TeacherCache | None":
         """The cache of an in-memory training split, or None (the teacher then runs at every step) for data read
-        from disk or when the cache would take more than ``max_bytes`` (e.g. 800 images at 256x256: 13 GB)."""
-        if not train.in_memory:
+        from disk, for a multimodal family (MUNIT: the teacher's output depends on the style code drawn at each
+        step) or when the cache would take more than ``max_bytes`` (e.g. 800 images at 256x256: 13 GB)."""
+        if not train.in_memory or family.style_dim:   # a multimodal teacher's output depends on the style drawn
             return None
         points = family.distill_points(teacher)
         with torch.no_grad(), FeatureTaps(teacher, points) as taps:
