@@ -58,9 +58,10 @@ class BudgetExplorer:
         self.make_model, self.inputs, self.latency, self.key = make_model, inputs, latency, key
         self.best_under_budget, self.shown, self.pictures = best_under_budget, tuple(shown), pictures
         self.styles, self.teacher = styles, teacher
-        self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": self._draw(teacher, 0)}
         self._views: dict[str, dict] = {}
-        self._images: dict[tuple[str, int], torch.Tensor] = {}
+        self._images: dict[tuple[str, int], torch.Tensor] = {}       # (config or "teacher", style) -> uint8 images
+        self.teacher_row = {**teacher_row, "latency_ms": latency(teacher), "images": self._draw(teacher, 0)}
+        self._images[("teacher", 0)] = self.teacher_row["images"]
 
     def _draw(self, model: nn.Module, style: int) -> torch.Tensor:
         """The model's images of the fixed inputs (with style code ``style`` for a multimodal model), uint8."""
@@ -93,6 +94,7 @@ class BudgetExplorer:
             model = self.make_model(row["config"]).eval()
             self._views[row["config"]] = {"row": row, "model": model, "images": self._draw(model, 0),
                                           "latency_ms": self.latency(model)}
+            self._images[(row["config"], 0)] = self._views[row["config"]]["images"]
         return self._views[row["config"]]
 
     def describe(self, budget_macs: float) -> str:
