@@ -14,7 +14,7 @@ from .distribution import FeatureSet, Score, bootstrap, extract, fid, frechet_di
 from .features import (CONTENT, DAMAGE, KINDS, OfflineFeatures, damage, get_extractor, inception_extractor,
                        inception_weights_path, load_inception_state,
                        load_offline_extractor, offline_extractor_path, strength_at, train_offline_extractor)
-from .scoring import (GeneratorScorer, diversity, generate, l1_to_target, mean_with_interval, paired_distances,
+from .scoring import (GeneratorScorer, generate, l1_to_target, mean_with_interval, paired_distances,
                       perceptual_distances, report_name, split_scorer, style_codes)
 from .segmentation import Segmenter, load_segmenter, miou, segmentation_score, train_segmenter
 from .validation import LEVELS, damage_ladder, ladder_verdict
@@ -22,5 +22,5 @@ from .validation import LEVELS, damage_ladder, ladder_verdict
 __all__ = ["count_macs", "count_params", "describe", "FeatureSet", "Score", "bootstrap", "extract", "fid",
            "frechet_distance", "kid", "CONTENT", "DAMAGE", "KINDS", "OfflineFeatures", "damage", "get_extractor",
            "inception_extractor", "inception_weights_path", "load_inception_state", "load_offline_extractor", "offline_extractor_path", "strength_at",
-           "train_offline_extractor", "GeneratorScorer", "diversity", "generate", "perceptual_distances", "style_codes", "l1_to_target", "mean_with_interval",
+           "train_offline_extractor", "GeneratorScorer", "generate", "perceptual_distances", "style_codes", "l1_to_target", "mean_with_interval",
            "paired_distances", "report_name", "split_scorer", "Segmenter", "load_segmenter", "miou", "segmentation_score", "train_segmenter", "LEVELS", "damage_ladder", "ladder_verdict"]

@@ -47,23 +47,21 @@ def style_codes(n: int, style_dim: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, style_dim, 1, 1, generator=torch.Generator().manual_seed(seed))
 
 
+def perceptual_net(extractor: nn.Module | None = None) -> nn.Module:
+    """The network perceptual distances go through: ``extractor`` if it has feature maps (the offline one), else
+    the offline extractor (Inception's features are not used for distances)."""
+    if extractor is not None and hasattr(extractor, "feature_maps"):
+        return extractor
+    from .features import load_offline_extractor
+    return load_offline_extractor(progress=False)
+
+
 @torch.no_grad()
 def perceptual_distances(x: torch.Tensor, y: torch.Tensor, extractor: nn.Module | None = None) -> np.ndarray:
-    """The perceptual distance (module docstring) between uint8 images x[i] and y[i], (N,), through the offline
-    extractor (``extractor`` if it has feature maps, else the offline one)."""
-    if extractor is None or not hasattr(extractor, "feature_maps"):
-        from .features import load_offline_extractor
-        extractor = load_offline_extractor(progress=False)
-    return paired_distances(x, y, extractor)["perceptual"]
-
-
-def diversity(G: nn.Module, inputs: torch.Tensor, style_dim: int, extractor: nn.Module | None = None,
-              seed: int = 0) -> np.ndarray:
-    """How differently a multimodal G draws one input under two random style codes: per input, the perceptual
-    distance between G(a, s1) and G(a, s2), (N,). A generator that ignores its style code scores 0; the task's own
-    right answers score what :func:`perceptual_distances` gives between two of them."""
-    s1, s2 = style_codes(2 * len(inputs), style_dim, seed).chunk(2)
-    return perceptual_distances(generate(G, inputs, s1), generate(G, inputs, s2), extractor)
+    """The perceptual distance (module docstring) between uint8 images x[i] and y[i], (N,), through
+    :func:`perceptual_net`. Between two images of one input drawn with two style codes, it is that input's
+    **diversity**: 0 for a generator that ignores its code."""
+    return paired_distances(x, y, perceptual_net(extractor))["perceptual"]
 
 
 @torch.no_grad()
@@ -112,7 +110,8 @@ class GeneratorScorer:
     ``floor_images``: an independent real sample of domain B (at least as many images) for the FID/KID floor;
     ``resamples``: bootstrap resamples per interval, 0 for the cheap periodic evaluations during training;
     ``style_dim``: a multimodal generator's style length (0: none). Its images are drawn with one random code per
-    input, the same codes for every model (:func:`style_codes`), and it is also scored for ``diversity``.
+    input, the same codes for every model (:func:`style_codes`), and it is also scored for ``diversity``: the
+    perceptual distance between those images and the same inputs drawn with a second code each.
     A call returns a flat dict: ``fid``, ``kid`` and, with intervals, ``fid low``, ``fid high``, ``fid floor``, ...;
     paired: ``l1``, ``psnr``, ``perceptual`` likewise."""
 
@@ -122,7 +121,10 @@ class GeneratorScorer:
                  cache_dir=None, style_dim: int = 0):
         self.inputs = inputs                                    # float (N, 3, H, W) in [-1, 1]
         self.style_dim = style_dim
-        self.styles = style_codes(len(inputs), style_dim) if style_dim else None   # (N, style_dim, 1, 1)
+        self.styles = self.other_styles = None                  # (N, style_dim, 1, 1) each: two codes per input
+        if style_dim:
+            self.styles, self.other_styles = style_codes(2 * len(inputs), style_dim).chunk(2)
+            self.perceptual_net = perceptual_net(extractor)     # loaded once, not at every evaluation
         self.targets = to_uint8(targets) if targets is not None else None
         self.extractor, self.resamples = extractor, resamples
         self.segmenter, self.label_target = segmenter, label_target   # label_target: (N, H, W) what G(A) shows
@@ -150,10 +152,12 @@ class GeneratorScorer:
         return out
 
     def __call__(self, G: nn.Module) -> dict:
-        out = self.score_images(generate(G, self.inputs, self.styles))
-        if self.style_dim:
-            score = mean_with_interval(diversity(G, self.inputs, self.style_dim, self.extractor, seed=1),
-                                       2 * self.resamples)
+        fake = generate(G, self.inputs, self.styles)
+        out = self.score_images(fake)
+        if self.style_dim:                  # the same inputs drawn with their second codes: the diversity
+            other = generate(G, self.inputs, self.other_styles)
+            values = paired_distances(fake, other, self.perceptual_net)["perceptual"]
+            score = mean_with_interval(values, 2 * self.resamples)
             out.update(score.as_dict("diversity") if self.resamples else {"diversity": score.value})
         return out
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..families.munit.networks import translator
+from ..families.munit.networks import STYLE_DIM, translator
 from ..nn.gan import GANLoss, set_requires_grad
 from .distill import DistillConfig, DistillTrainer
 from .once_for_all import SupernetTrainer
@@ -89,10 +89,9 @@ def _adam(params, cfg) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay)
 
 
-def random_styles(n: int, like: nn.Module, g: torch.Generator, device) -> torch.Tensor:
-    """n style codes ~ N(0, I), (n, style_dim, 1, 1), drawn from the step's stream (resuming redraws them)."""
-    style_dim = like.enc_style.model[-1].out_channels
-    return torch.randn(n, style_dim, 1, 1, generator=g).to(device)
+def random_styles(n: int, g: torch.Generator, device) -> torch.Tensor:
+    """n style codes ~ N(0, I), (n, 8, 1, 1), drawn from the step's stream (resuming redraws them)."""
+    return torch.randn(n, STYLE_DIM, 1, 1, generator=g).to(device)
 
 
 class MUNITTrainer(Trainer):
@@ -116,8 +115,8 @@ class MUNITTrainer(Trainer):
         G_A, G_B, D_A, D_B = (self.net(k) for k in ("G_A", "G_B", "D_A", "D_B"))
         cfg, gan, l1 = self.cfg, GANLoss(self.cfg.gan_mode), nn.functional.l1_loss
         real_a, real_b = batch["A"], batch["B"]
-        s_a = random_styles(len(real_a), self.nets["G_A"], g, real_a.device)   # (B, 8, 1, 1) each
-        s_b = random_styles(len(real_b), self.nets["G_B"], g, real_b.device)
+        s_a = random_styles(len(real_a), g, real_a.device)                     # (B, 8, 1, 1) each
+        s_b = random_styles(len(real_b), g, real_b.device)
 
         set_requires_grad([D_A, D_B], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
@@ -164,8 +163,7 @@ class MUNITDistillTrainer(DistillTrainer):
     ``{'G': student, 'D': PatchGAN on B images, 'maps': the content code's 1x1 mapping}``."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cache = None                       # the teacher's output depends on the style drawn: nothing to cache
+        super().__init__(*args, **kwargs)       # no teacher cache: its output depends on the style drawn
         self.student = StyledStudent(self.nets["G"], self.nets["maps"])
 
     def unused_parameters(self, name: str) -> bool:
@@ -180,7 +178,7 @@ class MUNITDistillTrainer(DistillTrainer):
         cfg, gan, l1 = self.cfg, GANLoss(self.cfg.gan_mode), nn.functional.l1_loss
         real_a, real_b = batch["A"], batch["B"]
         read_style = self.step % cfg.style_every != 0                  # the official alternation
-        z = random_styles(len(real_a), T, g, real_a.device)            # drawn at every step: resuming stays exact
+        z = random_styles(len(real_a), g, real_a.device)               # drawn at every step: resuming stays exact
         with torch.no_grad():
             s_t = T.enc_style(real_b) if read_style else z
             c_t = T.enc_content(real_a)
