@@ -190,9 +190,10 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             if failed:
                 raise failed[0]
     total = time.perf_counter() - t_start
-    wall = {"minutes": round(total / 60, 1), "jobs": jobs, "cores": cores,
+    side_by_side = jobs if any(per_task for per_task, _ in _segments(notebooks)) else 1   # task-free: one at a time
+    wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores,
             "notebooks": sorted({p.name[:2] for p in notebooks})}
     summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log, wall)
     log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all "
-        f"({jobs} task{'s' if jobs > 1 else ''} side by side)")
+        + (f"({side_by_side} tasks side by side)" if side_by_side > 1 else ""))
     return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60}

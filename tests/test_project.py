@@ -241,6 +241,16 @@ def test_summary_shows_the_two_tasks_side_by_side(tmp_path):
     assert "| notebook | figure | facades | stripes | coats |" in report.write_summary(tmp_path, "laptop", {})[1].read_text()
 
 
+def test_summary_header_says_how_the_last_run_ran(tmp_path):
+    report.record(tmp_path, "07_z", {"FID": 1.0})
+    one = {"minutes": 13.7, "jobs": 1, "cores": 2, "notebooks": ["07"]}
+    text = report.write_summary(tmp_path, "laptop", {"07_z": 820.0}, one)[1].read_text()
+    assert "the last run of notebook 07 took 14 minutes (on 2 cores)." in text
+    two = {"minutes": 40.0, "jobs": 2, "cores": 2, "notebooks": ["01", "02"]}
+    text = report.write_summary(tmp_path, "laptop", {}, two)[1].read_text()
+    assert "the last run of notebooks 01, 02 took 40 minutes (2 tasks side by side on 2 cores)." in text
+
+
 def test_seed_comparisons_read_gaps_against_the_larger_spread_and_know_which_way_is_better():
     # lower-is-better FID: a gap of 2 against spreads of 1 and 0.5 is beyond the noise
     r = report.compare_seeds([10.0, 11.0], [12.5, 13.0], "fid")
