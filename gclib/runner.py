@@ -194,6 +194,6 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores,
             "notebooks": sorted({p.name[:2] for p in notebooks})}
     summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log, wall)
-    log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all "
-        + (f"({side_by_side} tasks side by side)" if side_by_side > 1 else ""))
+    log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all"
+        + (f" ({side_by_side} tasks side by side)" if side_by_side > 1 else ""))
     return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60}

@@ -156,8 +156,7 @@ class GeneratorScorer:
         out = self.score_images(fake)
         if self.style_dim:                  # the same inputs drawn with their second codes: the diversity
             other = generate(G, self.inputs, self.other_styles)
-            values = paired_distances(fake, other, self.perceptual_net)["perceptual"]
-            score = mean_with_interval(values, 2 * self.resamples)
+            score = mean_with_interval(perceptual_distances(fake, other, self.perceptual_net), 2 * self.resamples)
             out.update(score.as_dict("diversity") if self.resamples else {"diversity": score.value})
         return out
 

@@ -160,7 +160,7 @@ class TeacherCache:
         """The cache of an in-memory training split, or None (the teacher then runs at every step) for data read
         from disk, for a multimodal family (MUNIT: the teacher's output depends on the style code drawn at each
         step) or when the cache would take more than ``max_bytes`` (e.g. 800 images at 256x256: 13 GB)."""
-        if not train.in_memory or family.style_dim:   # a multimodal teacher's output depends on the style drawn
+        if not train.in_memory or family.style_dim:
             return None
         points = family.distill_points(teacher)
         with torch.no_grad(), FeatureTaps(teacher, points) as taps:
