@@ -64,6 +64,17 @@ def test_space_parses_encodes_and_names_the_allowed_widths(family):
     assert space.size == len(list(space)) if space.size < 10_000 else True
 
 
+def test_one_narrowed_differs_from_the_largest_in_one_entry_at_its_narrowest(family):
+    space = family.space(TINY[family.name]["choices"])
+    largest = space.parse(space.largest())
+    narrowed = space.one_narrowed()
+    assert list(narrowed) == list(space.entries)
+    for i, config in enumerate(narrowed.values()):
+        values = space.parse(config)
+        differs = [j for j, (v, w) in enumerate(zip(values, largest)) if v != w]
+        assert differs == [i] and values[i] == space.choices[i][0]
+
+
 def test_taps_have_the_declared_shapes(family):
     t = TINY[family.name]
     nets = {"teacher": family.teacher(t["ngf"], **t["arch"]),

@@ -67,6 +67,13 @@ class ConfigSpace:
     def largest(self) -> str:
         return encode([c[-1] for c in self.choices])
 
+    def one_narrowed(self) -> dict[str, str]:
+        """``{entry: config}``: the largest sub-network with that one entry at its narrowest width. Scoring these
+        with shared weights shows which layer a supernet cannot share (notebook 03)."""
+        widest = [c[-1] for c in self.choices]
+        return {name: encode(widest[:i] + [c[0]] + widest[i + 1:])
+                for i, (name, c) in enumerate(zip(self.entries, self.choices))}
+
     def uniform(self, width: int) -> str:
         """Every entry at ``width`` (a "slim every layer alike" network); an error names the entries that lack it."""
         missing = [name for name, c in zip(self.entries, self.choices) if width not in c]
