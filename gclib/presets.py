@@ -79,9 +79,24 @@ class SupernetPart:
     # which sub-network each step trains: "uniform" draws every entry independently (Fast GAN Compression);
     # "sandwich" cycles largest, smallest, random, random (Once-for-All's rule, one sub-network per step)
     sampler: str = "uniform"
+    # widths for single config entries, {entry name: widths}, replacing the shared ones for that entry (e.g.
+    # {"up2": (8,)}: every sub-network keeps 8 channels in its last up-sampling). Empty: every entry takes them all.
+    # Notebook 03's one-entry probe shows when a layer's weights cannot be shared between widths.
+    entry_choices: dict = field(default_factory=dict)
 
     def choices_for(self, paired: bool) -> tuple:
         return tuple(sorted(self.choices if paired else self.unpaired_choices))
+
+    def space(self, family, paired: bool):
+        """The family's config space for a paired or unpaired task, with ``entry_choices`` applied; an unknown entry
+        name is refused with the family's entry names."""
+        space = family.space(self.choices_for(paired))
+        unknown = sorted(set(self.entry_choices) - set(space.entries))
+        if unknown:
+            raise ValueError(f"supernet.entry_choices names {unknown}, which are not entries of the {family.name} "
+                             f"config; its entries are {list(space.entries)}")
+        per_entry = [tuple(self.entry_choices.get(name, c)) for name, c in zip(space.entries, space.choices)]
+        return type(space)(space.family, space.entries, per_entry)
 
 
 @dataclass(frozen=True)
@@ -271,6 +286,12 @@ def validate(p: Preset) -> None:
                                                   f"the teacher's channels")
         if not set(p.search.budget_widths) <= set(choices):
             _fail(p, "search.budget_widths", p.search.budget_widths, f"widths in supernet.{name} {choices}")
+    entry = p.supernet.entry_choices
+    if not isinstance(entry, dict) or any(
+            not isinstance(k, str) or not isinstance(v, (tuple, list)) or not v
+            or any(not isinstance(w, int) or not 1 <= w <= t.ngf for w in v) for k, v in entry.items()):
+        _fail(p, "supernet.entry_choices", entry, f"a dict of entry names to non-empty lists of widths from 1 to "
+                                                  f"teacher.ngf ({t.ngf}), e.g. {{'up2': [8]}}")
     if not 0 < p.search.parent_fraction < 1:
         _fail(p, "search.parent_fraction", p.search.parent_fraction, "between 0 and 1")
     for name, value in (("search.mutation_children", p.search.mutation_children),

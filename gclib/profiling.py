@@ -333,7 +333,7 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
     cache_images = torch.rand(2 * preset.data.batch_size, 3, preset.data.image_size, preset.data.image_size) * 2 - 1
     cache = TeacherCache(teacher, family.distill_points(teacher), cache_images, progress=False)
     student_cfg = distill_config(from_preset(preset, 100, 0), True, "features")
-    space = family.space(preset.supernet.choices_for(True))
+    space = preset.supernet.space(family, True)
 
     def distill(kind: str):
         if kind == "student":

@@ -275,7 +275,7 @@ def student_maps(preset, student: Trained, teacher_net: nn.Module) -> nn.ModuleL
 
 def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, device="cpu",
              eval_fn: EvalFn | None = None, cache: TeacherCache | None = None, progress: bool = True) -> Trained:
-    """Notebook 03: the once-for-all supernet over ``preset.supernet.choices_for(paired)``, distilled from the
+    """Notebook 03: the once-for-all supernet over ``preset.supernet.space(family, paired)``, distilled from the
     teacher with the paper's recipe (paired: real target, conditional D, hinge; unpaired: the teacher's output as
     target, unconditional D, LSGAN). It starts from the teacher's strongest channels, strongest first (so every
     first-k slice inherits the best it can hold), and D from the teacher's D.
@@ -285,7 +285,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     all three)."""
     family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
     teacher_net, teacher_art = teacher
-    space = family.space(preset.supernet.choices_for(data.paired))
+    space = preset.supernet.space(family, data.paired)
     cfg = _weights(recipe.student_config(preset, preset.supernet.steps, seed, data.paired, "features"), preset)
     stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
                                                 "sampler": preset.supernet.sampler, "train": cfg.settings()},

@@ -173,3 +173,22 @@ def test_supernet_step_distils_through_sliced_mappings(tmp_path):
     for m, w in zip(trainer.nets["maps"], before):
         assert not torch.equal(m.weight[:, :16], w[:, :16])
         assert torch.equal(m.weight[:, 16:], w[:, 16:])
+
+
+def test_entry_choices_give_one_entry_its_own_widths_and_a_supernet_of_its_own(tmp_path):
+    cfg = get_preset("smoke")
+    fixed = cfg.override({"supernet.entry_choices": {"up2": [6]}})
+    plain, space = cfg.supernet.space(RESNET, True), fixed.supernet.space(RESNET, True)
+    assert space.choices[:7] == plain.choices[:7] and space.choices[7] == (6,) != plain.choices[7]
+    assert {c.split("_")[-1] for c in (space.sample(torch.Generator().manual_seed(s)) for s in range(20))} == {"6"}
+    with pytest.raises(ValueError, match=r"\['nope'\].*entries are \['stem'"):
+        cfg.override({"supernet.entry_choices": {"nope": [6]}}).supernet.space(RESNET, True)
+    with pytest.raises(ValueError, match="supernet.entry_choices"):
+        cfg.override({"supernet.entry_choices": {"up2": [0]}})
+    # the space is part of the supernet's key: the two never load each other's weights
+    tiny, data, teacher = _tiny(tmp_path, "facades")
+    one = stages.supernet(tiny, data, teacher, tmp_path, progress=False)
+    two = stages.supernet(tiny.override({"supernet.entry_choices": {"up2": [6]}}), data, teacher, tmp_path,
+                          progress=False)
+    assert two.artifact.trained_now and one.artifact.key != two.artifact.key
+    assert one.artifact.trained_now and two.artifact.stage["settings"]["choices"][7] == [6]
