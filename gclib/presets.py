@@ -90,13 +90,12 @@ class SupernetPart:
     def space(self, family, paired: bool):
         """The family's config space for a paired or unpaired task, with ``entry_choices`` applied; an unknown entry
         name is refused with the family's entry names."""
-        space = family.space(self.choices_for(paired))
-        unknown = sorted(set(self.entry_choices) - set(space.entries))
+        unknown = sorted(set(self.entry_choices) - set(family.entries))
         if unknown:
             raise ValueError(f"supernet.entry_choices names {unknown}, which are not entries of the {family.name} "
-                             f"config; its entries are {list(space.entries)}")
-        per_entry = [tuple(self.entry_choices.get(name, c)) for name, c in zip(space.entries, space.choices)]
-        return type(space)(space.family, space.entries, per_entry)
+                             f"config; its entries are {list(family.entries)}")
+        shared = self.choices_for(paired)
+        return family.space([tuple(self.entry_choices.get(name, shared)) for name in family.entries])
 
 
 @dataclass(frozen=True)
