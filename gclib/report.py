@@ -63,6 +63,12 @@ def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None
     for name, seconds in (runtimes or {}).items():
         base, task = split_task(name, tasks)
         cells.setdefault((base, "runtime (min)"), {})[task] = f"{seconds / 60:.1f}"
+    return render_cells(cells, tasks)
+
+
+def render_cells(cells: dict[tuple[str, str], dict[str, str]], tasks=EMBEDDED_TASKS) -> str:
+    """``{(notebook, figure): {task: text}}`` (task ``""`` for a task-free notebook) as the tables of
+    :func:`markdown_table`; :func:`parse_cells` reads them back."""
     # keep each notebook's rows together (records first, runtime last), notebooks in name order
     order = sorted(cells, key=lambda k: (k[0], k[1] == "runtime (min)"))
     per_task = [k for k in order if "" not in cells[k]]
@@ -77,6 +83,35 @@ def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None
         lines += ([""] if lines else []) + ["| notebook | figure | value |", "|---|---|---|"]
         lines += [f"| {nb} | {key} | {cells[(nb, key)]['']} |" for nb, key in task_free]
     return "\n".join(lines) + "\n"
+
+
+def parse_cells(markdown: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The cells of the tables :func:`render_cells` wrote (other lines are ignored; empty cells are absent)."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    columns: list[str] = []
+    for line in markdown.splitlines():
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if parts[:2] == ["notebook", "figure"]:
+            columns = ["" if p == "value" else p for p in parts[2:]]
+            continue
+        for task, text in zip(columns, parts[2:]):
+            if text:
+                cells.setdefault((parts[0], parts[1]), {})[task] = text
+    return cells
+
+
+def merge_cells(old: dict, new: dict) -> dict:
+    """``new``, plus the cells of ``old`` for every (notebook, task) that ``new`` has no figure of: a run of some
+    notebooks or tasks replaces their rows and keeps everyone else's."""
+    present = {(nb, task) for (nb, _), row in new.items() for task in row}
+    merged = {key: dict(row) for key, row in new.items()}
+    for (nb, key), row in old.items():
+        for task, text in row.items():
+            if (nb, task) not in present:
+                merged.setdefault((nb, key), {})[task] = text
+    return merged
 
 
 def write_summary(runs_dir: str | Path, preset: str, runtimes: dict[str, float], wall: dict | None = None
@@ -119,14 +154,19 @@ def publish_figures(runs_dir: str | Path, figures_dir: str | Path) -> list[Path]
 
 
 def update_readme(readme: str | Path, summary_md: str) -> bool:
-    """Replace the text between the results markers of the README. Returns whether the README changed."""
+    """Replace the text between the results markers of the README with ``summary_md``, keeping the README's rows of
+    every notebook and task the summary has no figures of (a partial run, or a fresh clone whose runs folder holds
+    only what it ran since). Returns whether the README changed."""
     readme = Path(readme)
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         return False
     head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_START}\n{summary_md}{README_END}{tail}"
+    old_block, tail = rest.split(README_END, 1)
+    intro, table_start, _ = summary_md.partition("| notebook |")
+    merged = render_cells(merge_cells(parse_cells(old_block), parse_cells(summary_md)),
+                          tasks=_tasks_in(old_block + summary_md))
+    new = f"{head}{README_START}\n{intro if table_start else summary_md.rstrip() + chr(10) * 2}{merged}{README_END}{tail}"
     if new != text:
         atomic_write_bytes(readme, new.encode())
     return new != text
@@ -154,6 +194,16 @@ def score_table(rows: dict[str, dict], names: dict[str, str] | None = None, digi
                                 else f"{v:.{digits}g}")
         table[model] = cells
     return pd.DataFrame.from_dict(table, orient="index").fillna("")
+
+
+def _tasks_in(markdown: str) -> list[str]:
+    """The task columns of the tables in ``markdown``, in the order they first appear (the embedded tasks first)."""
+    tasks = list(EMBEDDED_TASKS)
+    for line in markdown.splitlines():
+        if line.startswith("| notebook | figure |"):
+            tasks += [t for t in (p.strip() for p in line.strip().strip("|").split("|")[2:])
+                      if t and t != "value" and t not in tasks]
+    return tasks
 
 
 LOWER_IS_BETTER = {"fid": True, "kid": True, "l1": True, "perceptual": True, "psnr": False, "mIoU": False,

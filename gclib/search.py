@@ -31,8 +31,10 @@ def budget_plan(space: ConfigSpace, macs: Macs, widths: Sequence[int] = (), gmac
                 ) -> dict[str, dict]:
     """The budgets of a search and the uniform rival each searched network must beat, by label.
 
-    ``widths``: each budget is exactly the MACs of the uniform sub-network of that width (its rival sits on the
-    budget). ``gmacs``: absolute budgets in G MACs (the official per-dataset ones); the rival is the widest uniform
+    ``widths``: each budget is exactly the MACs of the uniform network of that width (every entry at it), and the
+    rival is that network slimmed alike within this space (:meth:`ConfigSpace.slimmed`): the uniform one itself,
+    sitting on the budget, unless some entry has widths of its own, which it then keeps (at or under the budget).
+    ``gmacs``: absolute budgets in G MACs (the official per-dataset ones); the rival is the widest uniform
     sub-network within the budget. ``gmacs`` replaces ``widths`` when given."""
     plan = {}
     if gmacs:
@@ -47,7 +49,13 @@ def budget_plan(space: ConfigSpace, macs: Macs, widths: Sequence[int] = (), gmac
             plan[f"{g:g} GMACs"] = {"budget": budget, "rival": fitting[-1]}
         return plan
     for w in widths:
-        plan[f"uniform {w}"] = {"budget": macs(space.uniform(w)), "rival": space.uniform(w), "width": w}
+        every_entry = encode([w] * len(space.choices))
+        rival = space.slimmed(w)
+        if macs(rival) > macs(every_entry):
+            raise ValueError(f"the budget of width {w} ({macs(every_entry) / 1e9:.4f} GMACs) is below {rival}, the "
+                             f"narrowest this space slims to at that width: give search.budget_widths at least as "
+                             f"wide as every width in supernet.entry_choices")
+        plan[f"uniform {w}"] = {"budget": macs(every_entry), "rival": rival, "width": w}
     return plan
 
 

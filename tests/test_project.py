@@ -212,6 +212,32 @@ def test_summary_and_readme_table(tmp_path):
     assert not report.update_readme(readme, text)  # unchanged the second time
 
 
+def test_a_partial_run_from_a_fresh_clone_keeps_the_readme_rows_it_did_not_rerun(tmp_path):
+    # the README holds a whole run; this clone's runs folder holds only a re-run of 03 on stripes
+    whole = tmp_path / "whole"
+    report.record(whole, "01_x_facades", {"FID": 1.5, "L1": 18.0})
+    report.record(whole, "01_x_stripes", {"FID": 2.5})
+    report.record(whole, "03_y_facades", {"rho": 0.9})
+    report.record(whole, "03_y_stripes", {"rho": 0.4, "dropped figure": 7.0})
+    report.record(whole, "05_z", {"speed-up": 3.0})
+    _, md = report.write_summary(whole, "laptop", {"03_y_stripes": 600.0, "03_y_facades": 1200.0})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nstale\n{report.README_END}\noutro\n")
+    report.update_readme(readme, md.read_text())
+    partial = tmp_path / "partial"
+    report.record(partial, "03_y_stripes", {"rho": 0.7, "new figure": 2.0})
+    _, md = report.write_summary(partial, "laptop", {})
+    assert report.update_readme(readme, md.read_text())
+    cells = report.parse_cells(readme.read_text())
+    assert cells[("03_y", "rho")] == {"facades": "0.9", "stripes": "0.7"}       # re-run replaced, others kept
+    assert cells[("03_y", "new figure")] == {"stripes": "2"}
+    assert ("03_y", "dropped figure") not in cells        # a re-run notebook's rows are its new record's only
+    assert cells[("03_y", "runtime (min)")] == {"facades": "20.0"}              # no runtime measured for the re-run
+    assert cells[("01_x", "L1")] == {"facades": "18"} and cells[("05_z", "speed-up")] == {"": "3"}
+    assert readme.read_text().endswith("outro\n") and "stale" not in readme.read_text()
+    assert not report.update_readme(readme, md.read_text())     # idempotent
+
+
 def test_runner_times_out_a_hanging_cell(tmp_path):
     path = _tiny_notebook(tmp_path / "08_hangs.ipynb", "import time\ntime.sleep(60)")
     with pytest.raises(runner.NotebookFailed, match=r"08_hangs.ipynb: a cell ran longer than 3 s"):

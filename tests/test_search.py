@@ -137,3 +137,22 @@ def test_budget_plans_by_width_or_by_absolute_macs_name_the_uniform_rival():
     assert macs(rival) <= 3e9 < min(macs(space.uniform(w)) for w in space.uniform_widths() if macs(space.uniform(w)) > 3e9)
     with pytest.raises(ValueError, match="below the smallest sub-network"):
         budget_plan(space, macs, gmacs=(0.5,))
+
+
+def test_with_an_entry_of_its_own_the_rival_is_slimmed_alike_within_the_space():
+    shared = RESNET.space([(6, 8, 12, 16)] * 8)
+    pinned = RESNET.space([(6, 8, 12, 16)] * 7 + [(8,)])          # up2 keeps width 8 (supernet.entry_choices)
+    macs = lambda c: config_macs(c, 32, 6)
+    assert shared.slimmed(12) == shared.uniform(12) and shared.widths() == [6, 8, 12, 16]
+    assert pinned.slimmed(12) == "12_12_12_12_12_12_12_8" and pinned.slimmed(6) == "6_6_6_6_6_6_6_8"
+    assert pinned.uniform_widths() == [8] and pinned.widths() == [6, 8, 12, 16]
+    plan = budget_plan(pinned, macs, widths=(8, 12))
+    # the budget is the uniform network's, every entry at the width; the rival keeps up2 at 8, within the budget
+    assert plan["uniform 8"] == {"budget": macs("8_8_8_8_8_8_8_8"), "rival": "8_8_8_8_8_8_8_8", "width": 8}
+    assert plan["uniform 12"]["budget"] == macs("12_12_12_12_12_12_12_12") > macs(plan["uniform 12"]["rival"])
+    assert budget_plan(shared, macs, widths=(8, 12)) == {
+        f"uniform {w}": {"budget": macs(shared.uniform(w)), "rival": shared.uniform(w), "width": w} for w in (8, 12)}
+    wide = RESNET.space([(6, 8, 12, 16)] * 7 + [(16,)])            # a pinned width above the budget's
+    with pytest.raises(ValueError, match=r"below 6_6_6_6_6_6_6_16.*at least as wide as every width in "
+                                         r"supernet.entry_choices"):
+        budget_plan(wide, macs, widths=(6,))

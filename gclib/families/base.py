@@ -81,6 +81,17 @@ class ConfigSpace:
             raise ValueError(f"width {width} is not a choice of entries {missing} in this {self.family} space")
         return encode([width] * len(self.entries))
 
+    def slimmed(self, width: int) -> str:
+        """Every layer slimmed alike to ``width``, as far as this space allows: each entry at ``width`` when it is one
+        of its choices, else at its widest choice below ``width`` (its narrowest when none is). In a space whose
+        entries share their choices this is :meth:`uniform`; an entry given widths of its own (a supernet's
+        ``entry_choices``) keeps one of those."""
+        return encode([max([w for w in c if w <= width], default=c[0]) for c in self.choices])
+
+    def widths(self) -> list[int]:
+        """Every width some entry allows, narrowest first."""
+        return sorted(set().union(*(set(c) for c in self.choices)))
+
     def uniform_widths(self) -> list[int]:
         """The widths every entry allows (the uniform sub-networks of the space)."""
         return sorted(set.intersection(*(set(c) for c in self.choices)))
