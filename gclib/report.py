@@ -106,12 +106,13 @@ def merge_cells(old: dict, new: dict) -> dict:
     """``new``, plus the cells of ``old`` for every (notebook, task) that ``new`` has no figure of: a run of some
     notebooks or tasks replaces their rows and keeps everyone else's."""
     present = {(nb, task) for (nb, _), row in new.items() for task in row}
-    merged = {key: dict(row) for key, row in new.items()}
-    for (nb, key), row in old.items():
-        for task, text in row.items():
-            if (nb, task) not in present:
-                merged.setdefault((nb, key), {})[task] = text
-    return merged
+    kept = {key: {task: text for task, text in row.items() if (key[0], task) not in present} for key, row in old.items()}
+    # rows in the old order, a row only the new cells have after the row before it in ``new``
+    order = [key for key in old if kept[key] or key in new]
+    for i, key in enumerate(new):
+        if key not in order:
+            order.insert(order.index(list(new)[i - 1]) + 1 if i else 0, key)
+    return {key: {**kept.get(key, {}), **new.get(key, {})} for key in order}
 
 
 def write_summary(runs_dir: str | Path, preset: str, runtimes: dict[str, float], wall: dict | None = None
