@@ -122,16 +122,24 @@ def weight_sharing(configs: list[str], max_width: int):
     return fig
 
 
-def rank_scatter(shared: list[float], standalone: list[float], labels: list[str], metric: str = "FID"):
+def rank_scatter(shared: list[float], standalone: list[float], labels: list[str], metric: str = "FID",
+                 seed_scores: list[list[float]] | None = None):
     """Shared-weight score (supernet, no training) vs stand-alone score of the same configs, with both rank
-    correlations in the title: if weight sharing ranks architectures faithfully, the points rise together."""
+    correlations in the title: if weight sharing ranks architectures faithfully, the points rise together.
+    ``seed_scores``: each config's stand-alone score per seed (``standalone`` is then their mean), drawn as a bar from
+    the lowest to the highest seed: the training noise the ranking is read against."""
     from scipy.stats import kendalltau, spearmanr
     rho, tau = spearmanr(shared, standalone).statistic, kendalltau(shared, standalone).statistic
     fig, ax = plt.subplots(figsize=(5.2, 4))
-    ax.scatter(shared, standalone, s=40, c=np.arange(len(shared)), cmap="viridis")
+    if seed_scores and min(len(s) for s in seed_scores) > 1:
+        ax.vlines(shared, [min(s) for s in seed_scores], [max(s) for s in seed_scores], color="0.6", lw=1.5, zorder=1)
+    ax.scatter(shared, standalone, s=40, c=np.arange(len(shared)), cmap="viridis", zorder=2)
     for x, y, label in zip(shared, standalone, labels):
         ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set(xlabel=f"{metric} with the supernet's shared weights", ylabel=f"{metric} trained stand-alone",
+    seeds = len(seed_scores[0]) if seed_scores else 1
+    ylabel = (f"{metric} trained stand-alone" if seeds == 1
+              else f"{metric} trained stand-alone\n(mean of {seeds} seeds; bar: their range)")
+    ax.set(xlabel=f"{metric} with the supernet's shared weights", ylabel=ylabel,
            title=f"Spearman {rho:.2f}, Kendall {tau:.2f} ({len(shared)} sub-networks)")
     fig.tight_layout()
     return fig, float(rho), float(tau)

@@ -156,3 +156,20 @@ def test_with_an_entry_of_its_own_the_rival_is_slimmed_alike_within_the_space():
     with pytest.raises(ValueError, match=r"below 6_6_6_6_6_6_6_16.*at least as wide as every width in "
                                          r"supernet.entry_choices"):
         budget_plan(wide, macs, widths=(6,))
+
+
+def test_rank_scatter_reports_the_rank_correlations_and_draws_the_seed_range():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+    from scipy.stats import spearmanr
+    from gclib import plots
+    shared, seeds = [1.0, 2.0, 3.0, 4.0], [[2.0, 4.0], [1.0, 2.0], [5.0, 6.0], [6.0, 9.0]]
+    mean = [sum(s) / 2 for s in seeds]
+    fig, rho, tau = plots.rank_scatter(shared, mean, ["a", "b", "c", "d"], seed_scores=seeds)
+    assert rho == pytest.approx(spearmanr(shared, mean).statistic) and rho == pytest.approx(0.8)
+    bars = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert len(bars) == 1 and [tuple(seg[:, 1]) for seg in bars[0].get_segments()] == [(min(s), max(s)) for s in seeds]
+    assert "mean of 2 seeds" in fig.axes[0].get_ylabel()
+    fig, _, _ = plots.rank_scatter(shared, mean, ["a", "b", "c", "d"])          # one seed: no bars
+    assert not [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
