@@ -14,7 +14,7 @@ def _cmd_run(args) -> int:
     try:
         run(args.preset, args.only.split(",") if args.only else None, args.out, args.timeout,
             tasks=args.tasks.split(",") if args.tasks else None, dataset_root=args.dataset_root,
-            overrides=parse_settings(args.set), jobs=args.jobs)
+            overrides=parse_settings(args.set), jobs=args.jobs, threads=args.threads)
     except (NotebookFailed, ArtifactBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -169,8 +169,8 @@ def _cmd_bench(args) -> int:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if args.train:
-        techniques = args.techniques.split(",") if args.techniques else ["eager", "channels_last", "fused_adam",
-                                                                         "compile", "preset"]
+        from .profiling import TRAIN_BENCH_TECHNIQUES
+        techniques = args.techniques.split(",") if args.techniques else list(TRAIN_BENCH_TECHNIQUES)
         train_throughput(args.preset, techniques, repeats=args.repeats or 5, device=device, task=args.task or None)
         return 0
     compressed = args.compressed
@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
     r.add_argument("--jobs", type=int, default=0, help="tasks run side by side, each task's notebooks in order "
                                                       "(default 0: one per CPU core, up to the number of tasks)")
+    r.add_argument("--threads", type=int, default=0,
+                   help="threads of each per-task notebook's kernel (default 0: the cores shared by the tasks side "
+                        "by side). The same seed gives the same numbers on the same thread count: `make run` on 2 "
+                        "cores trains each task on 1 thread, and `--only 01 --tasks facades --threads 1` repeats it")
     r.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
                    help=f"seconds any one cell may run before the run fails (default {CELL_TIMEOUT // 3600} hours)")
     r.set_defaults(func=_cmd_run)
@@ -240,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto", help="auto, cpu or cuda")
     b.add_argument("--techniques", default="",
                    help="comma-separated; inference (default): eager, channels_last, torchscript, compile, "
-                        "onnxruntime; with --train (default): eager, channels_last, fused_adam, compile, preset (the "
-                        "preset's speed_ups together); also bf16, cudnn_benchmark")
+                        "onnxruntime; with --train (default): eager, channels_last, fused_adam, compile, bf16_native, "
+                        "preset (the preset's speed_ups together, and teacher.speed_ups for teacher steps); also "
+                        "bf16, cudnn_benchmark")
     b.add_argument("--repeats", type=int, default=None,
                    help="timed runs per measurement after warm-up (default 20; with --train 5 steps)")
     b.add_argument("--train", action="store_true",

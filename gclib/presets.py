@@ -52,10 +52,14 @@ class TeacherPart:
     # notebook 01 trains one teacher per seed offset: the first is the teacher every later notebook compresses, the
     # others measure the teacher's own seed-to-seed spread (what "at teacher quality" must be read against)
     seeds: tuple = (0,)
+    # speed-ups for the teacher's steps only, on top of the preset's speed_ups (names from SPEED_UPS): the big teacher
+    # gains from bfloat16 where a CPU has AMX, the small students lose (`python -m gclib bench --train` shows both)
+    speed_ups: tuple = ()
 
     def training(self) -> dict:
-        """The fields one trained teacher depends on (which other seeds are trained beside it is not among them)."""
-        return {k: v for k, v in asdict(self).items() if k != "seeds"}
+        """The fields one trained teacher depends on (which other seeds are trained beside it, and how its steps are
+        computed, are not among them)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("seeds", "speed_ups")}
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ SAMPLERS = ("uniform", "sandwich")   # supernet.sampler
 D_NORMS = ("instance", "none")   # the discriminator normalisations a preset may choose (teacher.d_norm)
 # Training speed-ups a preset may apply to every stage (see Trainer.speed_up; `python -m gclib bench --train`
 # measures which pay on a machine).
-SPEED_UPS = ("channels_last", "compile", "fused_adam", "bf16", "cudnn_benchmark")
+SPEED_UPS = ("channels_last", "compile", "fused_adam", "bf16", "bf16_native", "cudnn_benchmark")
 
 TOP_FIELDS = ("eval_every", "ckpt_every", "family", "speed_ups")   # the preset fields outside any part
 
@@ -249,8 +253,9 @@ def validate(p: Preset) -> None:
     for name, value in positive.items():
         if not isinstance(value, int) or value < 1:
             _fail(p, name, value, "a positive integer")
-    if not isinstance(p.speed_ups, tuple) or any(s not in SPEED_UPS for s in p.speed_ups):
-        _fail(p, "speed_ups", p.speed_ups, f"a tuple of names from {SPEED_UPS}")
+    for name, value in (("speed_ups", p.speed_ups), ("teacher.speed_ups", t.speed_ups)):
+        if not isinstance(value, tuple) or any(s not in SPEED_UPS for s in value):
+            _fail(p, name, value, f"a tuple of names from {SPEED_UPS}")
     if p.supernet.sampler not in SAMPLERS:
         _fail(p, "supernet.sampler", p.supernet.sampler, f"one of {SAMPLERS}")
     if t.d_norm not in D_NORMS:
@@ -346,13 +351,19 @@ PRESETS: dict[str, Preset] = {
         # feature distillation did worse than training alone. The claims are about compressing an
         # over-parameterised teacher, so facades keeps the paper's. And the half-width D made the CycleGAN teacher
         # paint coloured speckle (test FID 23 against 9.2 with ndf 64; mIoU 0.82 both).
-        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=1500, seeds=(0, 1)),
+        # The teachers' steps run in bfloat16 where the CPU computes it natively (AMX: a pix2pix teacher step takes
+        # 0.58x its float32 time in the training loop); elsewhere in float32, as every other stage
+        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=1500, seeds=(0, 1), speed_ups=("bf16_native",)),
         # the student and the budgets where capacity is tight: a mobile generator of 20 channels costs 27x fewer MACs
         # than the teacher (16: 40x, 24: 20x); notebook 04's main budget is the student's
         student=StudentPart(ngf=20, steps=1000, seeds=(0, 1)),
+        # Facades' supernet trains with the sandwich sampler: in notebook 03 (runs of 2026-11-24) its shared weights
+        # ranked 10 sub-networks as stand-alone training did (Spearman 0.90 on FID), the uniform sampler's did not
+        # (0.50), and notebook 04 must search weights that rank. Stripes keeps the uniform sampler (0.70 against 0.21).
         supernet=SupernetPart(choices=(16, 20, 24, 32, 40, 48), unpaired_choices=(16, 20, 24, 32, 40, 48),
-                              steps=3000, rank_configs=10, standalone_steps=1000),
+                              steps=3000, rank_configs=10, standalone_steps=1000, sampler="sandwich"),
         search=SearchPart(budget_widths=(16, 20, 24), finetune_steps=1000),
+        profiling=ProfilingPart(repeats=5),
         # CycleGAN needs about 1500 steps of 4 images to leave its noisy phase, and each step runs six generator
         # passes: the paper's teacher would take 40 minutes per seed there (in batches of 1, as officially, it was
         # still noisy after 1300 steps: held-out FID 62, mIoU 0.78). The unpaired task therefore compresses a
@@ -370,6 +381,7 @@ PRESETS: dict[str, Preset] = {
         tasks={"stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 1500, "teacher.d_norm": "none",
                            "data.batch_size": 4, "student.ngf": 8, "supernet.choices": (6, 8, 12, 16, 24, 32),
                            "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "supernet.entry_choices": {"up2": (8,)},
+                           "supernet.sampler": "uniform",
                            "supernet.standalone_seeds": (0, 1), "search.budget_widths": (8, 12, 16)}},
         # GauGAN on the facades label maps (notebook 06, at most 15 minutes): a 16-wide SPADE teacher (200 M MACs at
         # 32x32, 5.8 M parameters; the paper's 64 would be 16x slower) against a 32-wide multi-scale D. The main
@@ -381,7 +393,7 @@ PRESETS: dict[str, Preset] = {
                             "student.ngf": 6, "supernet.choices": (4, 6, 8, 12, 16),
                             "supernet.unpaired_choices": (4, 6, 8, 12, 16), "supernet.steps": 1000,
                             "search.budget_widths": (6, 8), "search.population": 10, "search.generations": 3,
-                            "search.finetune_steps": 250},
+                            "search.finetune_steps": 250, "supernet.sampler": "uniform", "teacher.speed_ups": ()},
                   # MUNIT with its own settings (batches of 1 image, lr 1e-4): measured on the coats task, batches
                   # of 8 at lr 2e-4 lost the style within 1500-4000 steps (held-out diversity 1.1-1.3 fell to
                   # 0.01-0.1), batches of 1 kept it (0.9-1.9). Either way 2500 steps are a fraction of MUNIT's 1M:
@@ -390,7 +402,8 @@ PRESETS: dict[str, Preset] = {
                             "teacher.d_norm": "none", "data.batch_size": 1, "optim.lr": 1e-4, "student.ngf": 6,
                             "supernet.choices": (4, 6, 8, 12, 16), "supernet.unpaired_choices": (4, 6, 8, 12, 16),
                             "supernet.steps": 1000, "search.budget_widths": (6, 8), "search.population": 10,
-                            "search.generations": 3, "search.finetune_steps": 250}}),
+                            "search.generations": 3, "search.finetune_steps": 250, "supernet.sampler": "uniform",
+                            "teacher.speed_ups": ()}}),
     "gpu": Preset(
         # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
         # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's

@@ -320,6 +320,8 @@ def bench(compressed: str = "32_32_32_32_32_32_32_32", resolution: int = 256, ba
 # Training throughput: python -m gclib bench --train
 # ----------------------------------------------------------------------------------------------------------------
 TRAINED_STEPS = ("teacher pix2pix", "teacher cyclegan", "student distill", "supernet")
+# what `python -m gclib bench --train` measures by default: eager PyTorch, each speed-up alone, the preset's together
+TRAIN_BENCH_TECHNIQUES = ("eager", "channels_last", "fused_adam", "compile", "bf16_native", "preset")
 
 
 def _training_step_trainers(preset, family, device: torch.device, folder: str) -> dict:
@@ -356,14 +358,13 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
     return make
 
 
-def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = ("eager", "channels_last", "fused_adam",
-                                                                          "compile", "preset"),
+def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = TRAIN_BENCH_TECHNIQUES,
                      steps: tuple[str, ...] = TRAINED_STEPS, repeats: int = 5, warmup: int = 2,
                      device: str | torch.device = "cpu", family: str = "resnet", log=print,
                      task: str | None = None) -> list[dict]:
     """Images per second of each kind of training step at ``preset``'s size and batch, eager and with each speed-up
-    of :meth:`gclib.recipes.trainer.Trainer.speed_up`, and with the preset's own ``speed_ups`` together ("preset";
-    ``task``: the preset's changes for that task). A step is the whole update (forward, backward, both
+    of :meth:`gclib.recipes.trainer.Trainer.speed_up`, and with the preset's own ``speed_ups`` together ("preset",
+    with ``teacher.speed_ups`` added for the teacher steps; ``task``: the preset's changes for that task). A step is the whole update (forward, backward, both
     optimisers) on one batch; the distillation and supernet steps read the teacher from its cache as the notebooks
     do. Returns the rows printed (median seconds per step, images/s, time relative to eager)."""
     import tempfile
@@ -391,7 +392,8 @@ def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = ("eag
             for technique in techniques:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(0)
-                    chosen = {"eager": [], "preset": list(p.speed_ups)}.get(technique, [technique])
+                    own = p.teacher.speed_ups if name.startswith("teacher") else ()   # the teacher's own on top
+                    chosen = {"eager": [], "preset": list(p.speed_ups + own)}.get(technique, [technique])
                     trainer = make[name]().speed_up(chosen)
                 times = []
                 for i in range(warmup + repeats):

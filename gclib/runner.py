@@ -107,7 +107,7 @@ def default_jobs(n_tasks: int) -> int:
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
         timeout: int = CELL_TIMEOUT, figures_dir: str | Path | None = None, readme: str | Path | None = None,
         tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None,
-        jobs: int = 0) -> dict:
+        jobs: int = 0, threads: int = 0) -> dict:
     """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected, the per-task ones once for each of
     ``tasks`` (default: both embedded tasks); then write the summary.
 
@@ -117,14 +117,20 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     ``dataset_root``: a real dataset folder for the per-task notebooks (``tasks`` then defaults to its folder name);
     ``overrides``: preset fields for every notebook, ``{"teacher.steps": 2000}``. Both are checked before any
     notebook starts. ``jobs``: how many tasks run side by side (0: one per core, up to the number of tasks); each
-    task's notebooks stay in order, and each kernel starts with the cores shared among the tasks still running
-    (``cores // running``: a task that outlasts the other gets every core for its next notebooks), unless
-    OMP_NUM_THREADS is set. The notebooks without a task (05) run alone, after the per-task ones before them."""
+    task's notebooks stay in order. The notebooks without a task (05) run alone, after the per-task ones before them.
+
+    ``threads``: the thread count of every per-task kernel (0: ``cores // jobs``, or OMP_NUM_THREADS when set);
+    task-free kernels get every core. It is fixed for the whole run, never raised when a task finishes early:
+    a training's numbers depend on its thread count (oneDNN splits its sums differently), so the same seed gives
+    the same numbers only on the same thread count (``tests/test_train.py``)."""
     from .presets import notebook_preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if jobs < 0:
         raise ValueError(f"jobs must be 0 (one per core) or a positive number of tasks side by side, not {jobs}")
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (the cores shared by the tasks side by side) or a positive number of "
+                         f"threads per kernel, not {threads}")
     overrides = dict(overrides or {})
     if dataset_root:
         from .data import scan_dataset
@@ -137,19 +143,19 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     out_dir = out_dir.resolve()
     jobs = min(jobs or default_jobs(len(tasks)), len(tasks))
     runtimes: dict[str, float] = {}
-    lock = threading.Lock()   # runtimes, the summary, the README and the running count: one chain at a time
+    lock = threading.Lock()   # runtimes, the summary and the README: one chain at a time
     cores = os.cpu_count() or 1
-    running, waiting = [0], [0]   # task chains running now, and waiting for a free slot (set per segment)
+    env_threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
+    per_task_threads = threads or env_threads or max(1, cores // jobs)
 
     def execute(path: Path, task: str | None) -> None:
         parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
                       **({"task": task, "dataset_root": str(dataset_root)} if task else {})}
         name = f"{path.stem}_{task}" if task else path.stem
         log(f"[gclib run] {name} (preset {preset}) ...")
-        with lock:
-            threads = None if jobs == 1 or "OMP_NUM_THREADS" in os.environ else max(1, cores // max(1, running[0]))
+        kernel_threads = per_task_threads if task else (threads or env_threads or cores)
         t0 = time.perf_counter()
-        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1, threads=threads)
+        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1, threads=kernel_threads)
         with lock:
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
@@ -163,12 +169,6 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
         except Exception as e:
             log(f"[gclib run] {task} stopped: {e}")   # now, not when the other tasks are done
             raise
-        finally:
-            with lock:   # a waiting chain takes this one's slot; else the running ones share its cores
-                if waiting[0]:
-                    waiting[0] -= 1
-                else:
-                    running[0] -= 1
 
     notebooks = list_notebooks(only)
     t_start = time.perf_counter()
@@ -182,7 +182,6 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
         else:
             from .metrics.features import load_offline_extractor
             load_offline_extractor()   # shared by every task: trained here once, not by each chain at the same time
-            running[0], waiting[0] = jobs, len(tasks) - jobs
             with ThreadPoolExecutor(jobs) as pool:
                 futures = [pool.submit(chain, task, books) for task in tasks]
                 errors = [f.exception() for f in futures]
@@ -191,7 +190,7 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
                 raise failed[0]
     total = time.perf_counter() - t_start
     side_by_side = jobs if any(per_task for per_task, _ in _segments(notebooks)) else 1   # task-free: one at a time
-    wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores,
+    wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores, "threads": per_task_threads,
             "notebooks": sorted({p.name[:2] for p in notebooks})}
     summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log, wall)
     log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all"

@@ -132,8 +132,12 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
         trainer.fit(train, eval_fn, progress=progress)
         weights = trainer.final_weights()
         if rank == 0:
+            # how the steps were computed (not part of the key): the same seed gives the same weights on the same
+            # machine kind only with the same threads and speed-ups, so the artifact says which it had
+            computed = {"threads": torch.get_num_threads(), "speed_ups": list(speed_ups),
+                        "autocast": str(trainer.autocast) if trainer.autocast else "", "torch": str(torch.__version__)}
             save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
-                                 "evals": trainer.evals})
+                                 "evals": trainer.evals, "computed": computed})
     if world_size > 1:
         import torch.distributed as dist
         dist.barrier()                              # the artifact is on disk before any process goes on
@@ -202,7 +206,8 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
     def make(ckpt: Path) -> Trainer:
         nets = _seeded(seed, lambda: recipe.teacher_nets(family, preset, data.paired))
         return recipe.teacher_trainer(data.paired)(nets, cfg, ckpt, device, stage.record())
-    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
+    art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress,
+                        preset.speed_ups + preset.teacher.speed_ups)
     return Trained(_loaded(family.teacher(preset.teacher.ngf, **family.arch(preset)), art.weights["G"], device), art)
 
 

@@ -361,10 +361,10 @@ def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_noteboo
     assert log["01_a_stripes"]["start"] < log["01_a_facades"]["end"]                 # the two tasks side by side
     assert log["02_b_facades"]["end"] < log["02_b_stripes"]["start"]
     cores = os.cpu_count() or 1
-    shared, alone = (os.environ.get("OMP_NUM_THREADS"),) * 2 if "OMP_NUM_THREADS" in os.environ else \
-        (str(max(1, cores // 2)), str(cores))
+    shared = os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // 2))
     assert {log[f"01_a_{t}"]["threads"] for t in ("facades", "stripes")} == {shared}   # cores shared by two
-    assert log["02_b_stripes"]["threads"] == alone                                    # then all of them
+    # and still, when it runs alone: a training's numbers depend on its thread count, so a task keeps its count
+    assert log["02_b_stripes"]["threads"] == shared
     assert warmed == [1]                                                             # the shared extractor, once
     assert set(result["runtimes"]) == {"01_a_facades", "01_a_stripes", "02_b_facades", "02_b_stripes", "03_c"}
     summary = json.loads((out / "summary.json").read_text())

@@ -202,3 +202,45 @@ def test_same_seed_same_teacher_and_same_scores(tmp_path):
         G, art = stages.teacher(cfg, splits, tmp_path / run, seed=0, progress=False)
         results.append((scorer(G), [h["G_L1"] for h in art.history]))
     assert results[0] == results[1]
+
+
+def test_the_same_seed_gives_the_same_weights_in_a_fresh_process(tmp_path):
+    """Same seed, same numbers: two processes training the same stage on the same thread count write bit-identical
+    weights (every random draw comes from the seed, none from the process). The thread count is part of what makes a
+    number: oneDNN splits a convolution's sums by thread, so `gclib run` fixes it per kernel, and the artifact
+    records it."""
+    import subprocess
+    import sys
+    run = [sys.executable, "-m", "gclib", "train", "teacher", "--preset", "smoke", "--task", "facades", "--no-eval",
+           "--set", "teacher.steps=4", "--set", "data.n_train=8", "--set", "data.n_heldout=4", "--set",
+           "data.n_test=4"]
+    weights = []
+    for out in ("first", "second"):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        subprocess.run(run + ["--out", str(tmp_path / out)], env=env, check=True, capture_output=True, timeout=300)
+        (path,) = [p for p in (tmp_path / out).glob("teacher_facades_s0_*.pt") if not p.name.endswith(".train.pt")]
+        content = load_artifact(path)
+        assert content["computed"]["threads"] == 1 and content["computed"]["speed_ups"] == []
+        weights.append(content["weights"]["G"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_teacher_speed_ups_apply_to_the_teacher_alone_and_leave_its_key(tmp_path):
+    """teacher.speed_ups (the laptop preset's bf16_native) change how the teacher's steps are computed, not which
+    artifact it is; a student distilled under the same preset does not get them; an unknown name is refused."""
+    from gclib.recipes.trainer import native_bf16
+    cfg = get_preset("smoke", {**TINY, "student.steps": 2})
+    splits = load_task("facades", cfg)
+    _, plain = stages.teacher(cfg, splits, tmp_path / "plain", progress=False)
+    fast_cfg = cfg.override({"teacher.speed_ups": ["bf16_native"]})
+    teacher = stages.teacher(fast_cfg, splits, tmp_path / "fast", progress=False)
+    assert teacher.artifact.trained_now and teacher.artifact.key == plain.key
+    computed = load_artifact(teacher.artifact.path)["computed"]
+    # bfloat16 where this machine computes it natively (a CPU with AMX), float32 elsewhere
+    assert computed["speed_ups"] == ["bf16_native"]
+    assert computed["autocast"] == ("torch.bfloat16" if native_bf16("cpu") else "")
+    student = stages.student(fast_cfg, splits, teacher, "features", tmp_path / "fast", progress=False)
+    assert load_artifact(student.artifact.path)["computed"] == {**computed, "speed_ups": [], "autocast": ""}
+    with pytest.raises(ValueError, match="teacher.speed_ups"):
+        get_preset("smoke", {"teacher.speed_ups": ["warp"]})
