@@ -357,9 +357,10 @@ PRESETS: dict[str, Preset] = {
         # the student and the budgets where capacity is tight: a mobile generator of 20 channels costs 27x fewer MACs
         # than the teacher (16: 40x, 24: 20x); notebook 04's main budget is the student's
         student=StudentPart(ngf=20, steps=1000, seeds=(0, 1)),
-        # Facades' supernet trains with the sandwich sampler: in notebook 03 (runs of 2026-11-24) its shared weights
-        # ranked 10 sub-networks as stand-alone training did (Spearman 0.90 on FID), the uniform sampler's did not
-        # (0.50), and notebook 04 must search weights that rank. Stripes keeps the uniform sampler (0.70 against 0.21).
+        # Facades' supernet trains with the sandwich sampler: in notebook 03 (runs of 2026-11-24 and 2026-12-05) its
+        # shared weights ranked 10 sub-networks as stand-alone training did on L1, PSNR and the perceptual distance
+        # (Spearman 0.89-0.98), the uniform sampler's did not (0.04-0.21); on FID the two runs disagreed (sandwich 0.90
+        # then 0.73, uniform 0.50 then 0.88). Stripes keeps the uniform sampler (0.70 and 0.62 against 0.21 and 0.25).
         supernet=SupernetPart(choices=(16, 20, 24, 32, 40, 48), unpaired_choices=(16, 20, 24, 32, 40, 48),
                               steps=3000, rank_configs=10, standalone_steps=1000, sampler="sandwich"),
         search=SearchPart(budget_widths=(16, 20, 24), finetune_steps=1000),
