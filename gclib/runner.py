@@ -120,9 +120,9 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     task's notebooks stay in order. The notebooks without a task (05) run alone, after the per-task ones before them.
 
     ``threads``: the thread count of every per-task kernel (0: ``cores // jobs``, or OMP_NUM_THREADS when set);
-    task-free kernels get ``threads`` too when it is set, else every core. It is fixed for the whole run, never raised when a task finishes early:
-    a training's numbers depend on its thread count (oneDNN splits its sums differently), so the same seed gives
-    the same numbers only on the same thread count (``tests/test_train.py``)."""
+    task-free kernels get ``threads`` too when it is set, else every core. It is fixed for the whole run, never
+    raised when a task finishes early: a training's numbers depend on its thread count (oneDNN splits its sums
+    differently), so the same seed gives the same numbers only on the same thread count (``tests/test_train.py``)."""
     from .presets import notebook_preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
