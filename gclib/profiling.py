@@ -366,7 +366,8 @@ def train_throughput(preset: str = "laptop", techniques: tuple[str, ...] = TRAIN
     of :meth:`gclib.recipes.trainer.Trainer.speed_up`, and with the preset's own ``speed_ups`` together ("preset",
     with ``teacher.speed_ups`` added for the teacher steps; ``task``: the preset's changes for that task). A step is
     the whole update (forward, backward, both optimisers) on one batch; the distillation and supernet steps read
-    the teacher from its cache as the notebooks do. Returns the rows printed (median seconds per step, images/s, time relative to eager)."""
+    the teacher from its cache as the notebooks do. Returns the rows printed (median seconds per step, images/s,
+    time relative to eager)."""
     import tempfile
 
     from .families import get_family
