@@ -147,15 +147,16 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     cores = os.cpu_count() or 1
     env_threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
     per_task_threads = threads or env_threads or max(1, cores // jobs)
+    task_free_threads = threads or env_threads or cores
 
     def execute(path: Path, task: str | None) -> None:
         parameters = {"preset": preset, "runs_dir": str(out_dir), "overrides": overrides,
                       **({"task": task, "dataset_root": str(dataset_root)} if task else {})}
         name = f"{path.stem}_{task}" if task else path.stem
         log(f"[gclib run] {name} (preset {preset}) ...")
-        kernel_threads = per_task_threads if task else (threads or env_threads or cores)
         t0 = time.perf_counter()
-        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1, threads=kernel_threads)
+        run_notebook(path, out_dir, parameters, timeout, progress=jobs == 1,
+                     threads=per_task_threads if task else task_free_threads)
         with lock:
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
