@@ -161,6 +161,10 @@ class SupernetEvaluator:
             active = self.supernet.config
             metrics = self.scorer(self.supernet.set_config(config))
             self.supernet.set_config(active)
+            if self.key not in metrics:
+                raise ValueError(f"the search ranks by {self.key!r} (search.metric), which this split's scorer does "
+                                 f"not give: it gives {sorted(metrics)}. Distances to a target (l1, perceptual) need "
+                                 f"a paired task; use 'fid' or 'kid' on an unpaired one")
             self.results[config] = {"config": config, "macs": self.macs(config), **metrics}
         return self.results[config][self.key]
 

@@ -78,6 +78,7 @@ def test_every_shipped_main_budget_leaves_the_search_a_choice(name):
     ("search.budget_widths", (5,), r"search.budget_widths must be widths in supernet.choices"),
     ("optim.decay_fraction", 1.5, "optim.decay_fraction must be between 0 and 1"),
     ("teacher.d_norm", "batch", r"teacher.d_norm must be one of \(.instance., .none.\), got .batch."),
+    ("search.metric", "psnr", r"search.metric must be one of \(.fid., .kid., .l1., .perceptual.\) \(lower is better"),
 ])
 def test_get_preset_validates_and_names_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

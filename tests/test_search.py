@@ -4,7 +4,7 @@ import pytest
 
 from gclib.families.resnet import FAST_CYCLEGAN_CHOICES, FAST_PIX2PIX_CHOICES, RESNET, MobileResnetGenerator
 from gclib.metrics import count_macs
-from gclib.search import brute_force, budget_plan, check_budget, evolution
+from gclib.search import best_under, brute_force, budget_plan, check_budget, evolution
 
 
 def config_macs(config, size, n_blocks=9):
@@ -98,7 +98,6 @@ def test_pareto_front_is_exactly_the_undominated_rows(seed):
 
 
 def test_best_under_picks_the_best_fitting_row_and_names_the_smallest():
-    from gclib.search import best_under
     rows = _rows()
     for budget in (5, 10, 20):
         best = best_under(rows, budget, key="fid")
@@ -124,6 +123,28 @@ def test_supernet_evaluator_scores_each_config_once_and_restores_the_active_one(
     assert seen == ["4_4_4_4_4_4_4_4", "8_4_4_4_4_4_4_4"]                  # cached by config string
     assert sup.config == "8_8_8_8_8_8_8_4"
     assert [r["macs"] for r in ev.rows] == sorted(config_macs(c, 32, 3) for c in seen)
+
+
+def test_the_search_ranks_by_its_metric_and_refuses_one_the_scorer_does_not_give():
+    from gclib.search import SupernetEvaluator
+    from gclib.families.resnet import SuperMobileResnetGenerator
+    sup = SuperMobileResnetGenerator(8, n_blocks=3)
+    macs = lambda c: config_macs(c, 32, 3)
+    # a paired scorer: FID prefers wide networks, the perceptual distance narrow first entries (made-up scores)
+    widths = lambda G: [int(v) for v in G.config.split("_")]
+    paired = lambda G: {"fid": -sum(widths(G)), "kid": 0.0, "perceptual": float(widths(G)[0])}
+    by = {key: SupernetEvaluator(sup, paired, macs, key=key) for key in ("fid", "perceptual")}
+    configs = ["4_8_8_8_8_8_8_4", "8_8_8_8_8_8_8_4", "8_8_8_8_8_8_8_8"]
+    for ev in by.values():
+        evolution(ev, RESNET.space([[4, 8]] * 8), macs, macs("8_8_8_8_8_8_8_8"), population=4, generations=1,
+                  progress=False)
+        for c in configs:
+            ev(c)
+    assert best_under(by["fid"].rows, macs("8_8_8_8_8_8_8_8"), key="fid")["config"] == "8_8_8_8_8_8_8_8"
+    assert best_under(by["perceptual"].rows, macs("8_8_8_8_8_8_8_4"), key="perceptual")["config"].startswith("4_")
+    unpaired = SupernetEvaluator(sup, lambda G: {"fid": 1.0, "kid": 0.0}, macs, key="perceptual")
+    with pytest.raises(ValueError, match=r"'perceptual' \(search.metric\).*gives \['fid', 'kid'\].*paired task"):
+        unpaired("4_4_4_4_4_4_4_4")
 
 
 def test_budget_plans_by_width_or_by_absolute_macs_name_the_uniform_rival():
