@@ -131,9 +131,16 @@ def test_training_speed_ups_keep_the_step_and_refuse_unknown_ones():
             trainer = trainer_for(True)(teacher_nets(fam, p, True), teacher_config(p, True, 0, 5), f"{folder}/x.pt")
             start = {k: v.clone() for k, v in trainer.nets["G"].state_dict().items()}
             trainer.speed_up(techniques)
+            # the fused kernel is what runs: loading the old optimiser's state must not bring back its fused=None
+            assert all(group["fused"] is ("fused_adam" in techniques or None)
+                       for opt in trainer.optimizers.values() for group in opt.param_groups)
             for step in range(2):
                 trainer.train_step(trainer.to_device(batch), step_generator(0, step))
             weights.append(torch.cat([(v - start[k]).flatten() for k, v in trainer.nets["G"].state_dict().items()]))
+        # resuming a checkpoint of an unfused optimiser keeps the fused one fused (the speed-ups decide, not the file)
+        plain = trainer_for(True)(teacher_nets(fam, p, True), teacher_config(p, True, 0, 5), f"{folder}/y.pt")
+        trainer.load_state(plain.state_dict())
+        assert all(group["fused"] for opt in trainer.optimizers.values() for group in opt.param_groups)
         with pytest.raises(ValueError, match="unknown training speed-ups \\['warp'\\]"):
             trainer.speed_up(["warp"])
     # Adam's steps have the size of the learning rate whatever the gradient's, so rounding differences of the two

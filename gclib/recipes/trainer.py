@@ -135,6 +135,16 @@ def _set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
             group["lr"] = lr
 
 
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load an optimiser's moments and hyper-parameters from ``state`` but keep how ``opt`` computes its update
+    (``fused``, ``foreach``): ``load_state_dict`` copies those too, so a checkpoint of an unfused optimiser would
+    silently turn a fused one back into a loop of small ops (and the other way round)."""
+    how = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, kept in zip(opt.param_groups, how):
+        group.update(kept)
+
+
 class Trainer:
     """The loop shared by all recipes: resume, step, log, evaluate, checkpoint, stop cleanly.
 
@@ -216,7 +226,7 @@ class Trainer:
             for name, opt in self.optimizers.items():
                 fused = torch.optim.Adam([p for g in opt.param_groups for p in g["params"]],
                                          lr=opt.defaults["lr"], betas=opt.defaults["betas"], fused=True)
-                fused.load_state_dict(opt.state_dict())
+                load_optimizer_state(fused, opt.state_dict())
                 self.optimizers[name] = fused
         if "bf16" in techniques or ("bf16_native" in techniques and native_bf16(self.device)):
             self.autocast = torch.bfloat16
@@ -258,7 +268,7 @@ class Trainer:
         for k, net in self.nets.items():
             net.load_state_dict(state["nets"][k])
         for k, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][k])
+            load_optimizer_state(opt, state["optimizers"][k])
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
 
     def save(self) -> None:
