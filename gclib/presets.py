@@ -371,7 +371,8 @@ PRESETS: dict[str, Preset] = {
         # and evaluations every 300 steps lost three claims (facades: distillation (c) no longer beat (a') on FID beyond
         # the seed spread; stripes: two stand-alone seeds of the rank check ranked each other at Spearman 0.21 on FID
         # instead of 0.54, so the check measured noise; the stripes search returned the uniform network at the main
-        # budget), for about 15 minutes less.
+        # budget), for 15-20 minutes less (stripes 01-04: 89.6 min against 103.1; facades 01-03: 91.0 against 101.1,
+        # on a day the same machine ran identical trainings about a fifth slower).
         student=StudentPart(ngf=20, steps=1000, seeds=(0, 1)),
         # Facades' supernet trains with the sandwich sampler: in notebook 03 (runs of 2026-11-24 and 2026-12-05) its
         # shared weights ranked 10 sub-networks as stand-alone training did on L1, PSNR and the perceptual distance
