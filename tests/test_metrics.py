@@ -200,6 +200,38 @@ def test_scorer_reports_floors_intervals_and_paired_distances():
     assert set(cheap) == {"fid", "kid"}
 
 
+class NoisyCopy(torch.nn.Module):
+    """The input plus fixed noise, ``sigma`` times a factor of 1 to 5 that each image's first pixel sets: a
+    generator wrong by a known amount, more on some images than on others (as a real one is)."""
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = sigma
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        factor = 1 + 2 * (x[:, :1, :1, :1] + 1)                                   # (N, 1, 1, 1), 1..5
+        return (x + self.sigma * factor * noise).clamp(-1, 1)
+
+
+def test_the_paired_gain_tells_apart_what_the_scores_intervals_cannot():
+    g = torch.Generator().manual_seed(0)
+    targets = torch.rand(80, 3, 32, 32, generator=g) * 2 - 1
+    extractor = metrics.OfflineFeatures().eval()
+    scorer = metrics.GeneratorScorer(targets, targets, extractor, targets=targets, resamples=20)
+    same = scorer.paired_gain(NoisyCopy(0.05), NoisyCopy(0.05))
+    assert all(s.low == s.value == s.high == 0 for s in same.values())        # a model against itself gains nothing
+    worse, better = NoisyCopy(0.05), NoisyCopy(0.045)
+    gain, back = scorer.paired_gain(worse, better), scorer.paired_gain(better, worse)
+    for name in ("l1", "psnr", "perceptual"):                          # less noise is better on every distance
+        assert 0 < gain[name].low <= gain[name].value <= gain[name].high, name
+        assert back[name].value == pytest.approx(-gain[name].value), name
+    # the two models' own L1 intervals overlap; the paired interval of their difference excludes 0
+    assert scorer(better)["l1 high"] > scorer(worse)["l1 low"] and gain["l1"].low > 0
+    with pytest.raises(ValueError, match="paired tasks only"):
+        metrics.GeneratorScorer(targets, targets, extractor).paired_gain(Copy(), Copy())
+
+
 def test_miou_of_a_known_confusion():
     target = torch.tensor([[[0, 0, 1, 1]]])
     assert metrics.miou(metrics.segmentation.confusion(target, target, 3).sum(0)) == 1.0   # class 2 absent: left out
