@@ -350,7 +350,11 @@ PRESETS: dict[str, Preset] = {
         # Both tasks at 32x32: the paper's teacher costs 0.89 G MACs there, and a pix2pix step of 8 images takes about
         # 0.5 s on 2 cores (4x less than at 64x64); the segmenter still reads 32x32 renders at mIoU 0.99. The MAC
         # ratios the claims are about do not depend on the resolution.
-        name="laptop", eval_every=250, ckpt_every=50, speed_ups=("channels_last", "fused_adam"),
+        # Fused Adam for every step; channels_last for the teachers' only. Measured on this CPU (2026-12-06, one
+        # thread, median of 4 interleaved rounds): channels_last made the small separable networks' steps slower
+        # (students 1.13x the time on facades, 1.29x on stripes; supernets 1.10x on both) and the stripes CycleGAN
+        # teacher's faster (0.90x; the facades teacher 1.02x). `python -m gclib bench --train` shows yours.
+        name="laptop", eval_every=250, ckpt_every=50, speed_ups=("fused_adam",),
         data=DataPart(image_size=32, n_train=800, n_heldout=500, n_test=500, batch_size=8),
         # 1500 steps: after 500 (held-out FID 32, L1 21.1, still falling) students distilled from it for longer beat
         # it (a supernet's largest sub-network: FID 21, L1 20.1), and "as good as the teacher" meant nothing.
@@ -363,7 +367,8 @@ PRESETS: dict[str, Preset] = {
         # paint coloured speckle (test FID 23 against 9.2 with ndf 64; mIoU 0.82 both).
         # The teachers' steps run in bfloat16 where the CPU computes it natively (AMX: a pix2pix teacher step takes
         # 0.58x its float32 time in the training loop); elsewhere in float32, as every other stage
-        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=1500, seeds=(0, 1), speed_ups=("bf16_native",)),
+        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=1500, seeds=(0, 1),
+                            speed_ups=("channels_last", "bf16_native")),
         # the student and the budgets where capacity is tight: a mobile generator of 20 channels costs 27x fewer MACs
         # than the teacher (16: 40x, 24: 20x); notebook 04's main budget is the student's.
         # The repeated trainings (students, stand-alone sub-networks, fine-tuning: 1000 steps each) and the search
@@ -416,7 +421,8 @@ PRESETS: dict[str, Preset] = {
                             "student.ngf": 6, "supernet.choices": (4, 6, 8, 12, 16),
                             "supernet.unpaired_choices": (4, 6, 8, 12, 16), "supernet.steps": 1000,
                             "search.budget_widths": (6, 8), "search.population": 10, "search.generations": 3,
-                            "search.finetune_steps": 250, "supernet.sampler": "uniform", "teacher.speed_ups": ()},
+                            "search.finetune_steps": 250, "supernet.sampler": "uniform", "teacher.speed_ups": (),
+                            "speed_ups": ("channels_last", "fused_adam")},
                   # MUNIT with its own settings (batches of 1 image, lr 1e-4): measured on the coats task, batches
                   # of 8 at lr 2e-4 lost the style within 1500-4000 steps (held-out diversity 1.1-1.3 fell to
                   # 0.01-0.1), batches of 1 kept it (0.9-1.9). Either way 2500 steps are a fraction of MUNIT's 1M:
@@ -426,7 +432,7 @@ PRESETS: dict[str, Preset] = {
                             "supernet.choices": (4, 6, 8, 12, 16), "supernet.unpaired_choices": (4, 6, 8, 12, 16),
                             "supernet.steps": 1000, "search.budget_widths": (6, 8), "search.population": 10,
                             "search.generations": 3, "search.finetune_steps": 250, "supernet.sampler": "uniform",
-                            "teacher.speed_ups": ()}}),
+                            "teacher.speed_ups": (), "speed_ups": ("channels_last", "fused_adam")}}),
     "gpu": Preset(
         # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
         # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's
