@@ -353,7 +353,9 @@ PRESETS: dict[str, Preset] = {
         # Fused Adam for every step; channels_last for the teachers' only. Measured on this CPU (2026-12-06, one
         # thread, median of 4 interleaved rounds): channels_last made the small separable networks' steps slower
         # (students 1.13x the time on facades, 1.29x on stripes; supernets 1.10x on both) and the stripes CycleGAN
-        # teacher's faster (0.90x; the facades teacher 1.02x). `python -m gclib bench --train` shows yours.
+        # teacher's faster (0.90x; the facades teacher 1.02x). Beside a second training, as `make run` runs the two
+        # tasks, the loss shrinks to 1.00-1.03x for students and 1.09x for the stripes supernet (both processes
+        # compete for the memory bus either way). `python -m gclib bench --train` shows yours.
         name="laptop", eval_every=250, ckpt_every=50, speed_ups=("fused_adam",),
         data=DataPart(image_size=32, n_train=800, n_heldout=500, n_test=500, batch_size=8),
         # 1500 steps: after 500 (held-out FID 32, L1 21.1, still falling) students distilled from it for longer beat
