@@ -219,17 +219,25 @@ def test_the_paired_gain_tells_apart_what_the_scores_intervals_cannot():
     targets = torch.rand(80, 3, 32, 32, generator=g) * 2 - 1
     extractor = metrics.OfflineFeatures().eval()
     scorer = metrics.GeneratorScorer(targets, targets, extractor, targets=targets, resamples=20)
-    same = scorer.paired_gain(NoisyCopy(0.05), NoisyCopy(0.05))
+    same = scorer.paired_gain(NoisyCopy(0.05), NoisyCopy(0.05), resamples=5)
+    assert set(same) == {"fid", "kid", "l1", "psnr", "perceptual"}
     assert all(s.low == s.value == s.high == 0 for s in same.values())        # a model against itself gains nothing
     worse, better = NoisyCopy(0.05), NoisyCopy(0.045)
-    gain, back = scorer.paired_gain(worse, better), scorer.paired_gain(better, worse)
+    gain, back = scorer.paired_gain(worse, better, resamples=30), scorer.paired_gain(better, worse, resamples=5)
     for name in ("l1", "psnr", "perceptual"):                          # less noise is better on every distance
         assert 0 < gain[name].low <= gain[name].value <= gain[name].high, name
+    for name in gain:                                                  # the order of the two only flips the sign
         assert back[name].value == pytest.approx(-gain[name].value), name
     # the two models' own L1 intervals overlap; the paired interval of their difference excludes 0
     assert scorer(better)["l1 high"] > scorer(worse)["l1 low"] and gain["l1"].low > 0
-    with pytest.raises(ValueError, match="paired tasks only"):
-        metrics.GeneratorScorer(targets, targets, extractor).paired_gain(Copy(), Copy())
+    # FID and KID: the same images resampled for both; far less noise is a gain beyond the interval
+    clean = scorer.paired_gain(NoisyCopy(0.3), NoisyCopy(0.05), resamples=30, only=("fid", "kid"))
+    assert set(clean) == {"fid", "kid"}
+    for name in ("fid", "kid"):
+        assert 0 < clean[name].low <= clean[name].value <= clean[name].high, (name, clean[name])
+    unpaired = metrics.GeneratorScorer(targets, targets, extractor).paired_gain(Copy(), NoisyCopy(0.3), resamples=5)
+    assert set(unpaired) == {"fid", "kid"} and unpaired["fid"].value < 0     # no targets: no distances; worse: < 0
+    assert set(scorer.paired_gain(worse, better, resamples=5, only=("perceptual",))) == {"perceptual"}
 
 
 def test_miou_of_a_known_confusion():

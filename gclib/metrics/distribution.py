@@ -154,11 +154,41 @@ class FeatureSet:
                                  f"got {len(floor_images)}")
             self.floor = self.score_features(extract_cached(extractor, floor_images[:len(images)], cache_dir))
 
-    def score_features(self, fake: np.ndarray) -> dict[str, Score]:
-        # (a bootstrap resample averages KID over fewer subsets: the resampling, not the subsets, is the spread)
+    def statistics(self) -> dict:
+        """``{name: (statistic, resampled statistic)}`` of the stats this set scores; a bootstrap resample averages
+        KID over fewer subsets (the resampling, not the subsets, is the spread)."""
         stats = {"fid": (fid, fid), "kid": (lambda r, f: kid(r, f, self.kid_subsets), lambda r, f: kid(r, f, 5))}
+        return {k: v for k, v in stats.items() if k in self.stats}
+
+    def paired_difference(self, fake_a: np.ndarray, fake_b: np.ndarray, resamples: int = 200, seed: int = 0,
+                          only: tuple[str, ...] = ()) -> dict[str, Score]:
+        """``stat(real, a) - stat(real, b)`` for each statistic, features of two generators' images of the *same*
+        inputs (row i of both: input i), with a 95% interval from resampling the real images and the input indices
+        together: one draw of indices serves both generators, so the images they share cancel. Centred on the
+        difference as :func:`bootstrap` centres a score (the resampling bias of FID/KID mostly cancels in a
+        difference, and what is left is taken out the same way). ``only``: these statistics (default: all)."""
+        if fake_a.shape != fake_b.shape:
+            raise ValueError(f"a paired difference needs images of the same inputs: got {fake_a.shape[0]} and "
+                             f"{fake_b.shape[0]} rows of features")
+        rng = np.random.default_rng(seed)
+        draws = [(rng.integers(0, len(self.real), len(self.real)), rng.integers(0, len(fake_a), len(fake_a)))
+                 for _ in range(resamples)]
         out = {}
-        for name, (statistic, resampled) in ((k, v) for k, v in stats.items() if k in self.stats):
+        for name, (statistic, resampled) in self.statistics().items():
+            if only and name not in only:
+                continue
+            value = statistic(self.real, fake_a) - statistic(self.real, fake_b)
+            low = high = value
+            if draws:
+                values = [resampled(self.real[j], fake_a[i]) - resampled(self.real[j], fake_b[i]) for j, i in draws]
+                p_low, median, p_high = np.percentile(values, [2.5, 50, 97.5])
+                low, high = value - (median - p_low), value + (p_high - median)
+            out[name] = Score(float(value), float(low), float(high))
+        return out
+
+    def score_features(self, fake: np.ndarray) -> dict[str, Score]:
+        out = {}
+        for name, (statistic, resampled) in self.statistics().items():
             value = statistic(self.real, fake)
             low, high = (bootstrap(resampled, self.real, fake, self.resamples, value=value) if self.resamples
                          else (value, value))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import default_data_dir, to_uint8
-from .distribution import FeatureSet, Score
+from .distribution import FeatureSet, Score, extract
 from .segmentation import segmentation_score
 
 
@@ -151,25 +151,33 @@ class GeneratorScorer:
             out.update(score.as_dict("mIoU") if self.resamples else {"mIoU": score.value})
         return out
 
-    def paired_gain(self, baseline: nn.Module, G: nn.Module, resamples: int = 1000, seed: int = 0) -> dict:
-        """How much better ``G`` is than ``baseline`` on this split, image by image: for each distance to the
-        target (``l1``, ``perceptual``: lower is better; ``psnr``: higher is better) the mean per-image gain
-        (positive: ``G`` is better) with its 95% **paired** bootstrap interval, ``{metric: Score}``.
+    def paired_gain(self, baseline: nn.Module, G: nn.Module, resamples: int = 200, seed: int = 0,
+                    only: tuple[str, ...] = ()) -> dict:
+        """How much better ``G`` is than ``baseline`` on this split, ``{metric: Score}``: the gain (positive: ``G`` is
+        better) with its 95% **paired** bootstrap interval. Both models translate the same inputs, and every
+        resample draws the same inputs for both (and, for FID/KID, the same real images), so what the two share (an
+        input hard for both) cancels: a gain whose interval excludes 0 is one these images tell apart, even where it
+        is far smaller than either score's own interval.
 
-            gain = mean_i [d_i(baseline) - d_i(G)]      (psnr: mean_i [psnr_i(G) - psnr_i(baseline)])
+            distances to the target (paired tasks):  gain = mean_i [d_i(baseline) - d_i(G)]   (l1, perceptual)
+                                                     gain = mean_i [psnr_i(G) - psnr_i(baseline)]
+            FID, KID (every task):                   gain = FID(real, baseline(A)) - FID(real, G(A))
 
-        Both models are scored on the same images and each resample draws the same images for both, so what the
-        two models share (a hard image is hard for both) cancels: a gain whose interval excludes 0 is one these
-        images tell apart, even where it is far smaller than either score's own interval. Paired tasks only; FID,
-        KID and the mIoU are scores of a whole set, not of single images, and get none."""
-        if self.targets is None:
-            raise ValueError("paired_gain needs the split's targets: distances to a target exist on paired tasks "
-                             "only (compare FID/KID intervals on an unpaired one)")
-        base = paired_distances(generate(baseline, self.inputs), self.targets, self.extractor)
-        new = paired_distances(generate(G, self.inputs), self.targets, self.extractor)
-        sign = {"psnr": -1.0}
-        return {name: mean_with_interval(sign.get(name, 1.0) * (base[name] - new[name]), resamples, seed)
-                for name in base}
+        The mIoU (a score of the whole set's confusion) and a multimodal family's diversity get none. ``only``:
+        these metrics (default: every one there is; an FID interval costs two FIDs per resample)."""
+        base_images, new_images = generate(baseline, self.inputs, self.styles), generate(G, self.inputs, self.styles)
+        out = {}
+        if not only or {"fid", "kid"} & set(only):
+            features = self.features
+            out = features.paired_difference(extract(features.extractor, base_images),
+                                             extract(features.extractor, new_images), resamples, seed, only)
+        if self.targets is not None and (not only or {"l1", "psnr", "perceptual"} & set(only)):
+            base = paired_distances(base_images, self.targets, self.extractor)
+            new = paired_distances(new_images, self.targets, self.extractor)
+            sign = {"psnr": -1.0}
+            out.update({name: mean_with_interval(sign.get(name, 1.0) * (base[name] - new[name]), resamples, seed)
+                        for name in base if not only or name in only})
+        return out
 
     def __call__(self, G: nn.Module) -> dict:
         fake = generate(G, self.inputs, self.styles)
