@@ -238,6 +238,8 @@ def test_the_paired_gain_tells_apart_what_the_scores_intervals_cannot():
     unpaired = metrics.GeneratorScorer(targets, targets, extractor).paired_gain(Copy(), NoisyCopy(0.3), resamples=5)
     assert set(unpaired) == {"fid", "kid"} and unpaired["fid"].value < 0     # no targets: no distances; worse: < 0
     assert set(scorer.paired_gain(worse, better, resamples=5, only=("perceptual",))) == {"perceptual"}
+    with pytest.raises(ValueError, match=r"no paired interval for \['mIoU'\]"):
+        scorer.paired_gain(worse, better, only=("mIoU",))
 
 
 def test_miou_of_a_known_confusion():

@@ -165,6 +165,13 @@ class GeneratorScorer:
 
         The mIoU (a score of the whole set's confusion) and a multimodal family's diversity get none. ``only``:
         these metrics (default: every one there is; an FID interval costs two FIDs per resample)."""
+        known = set(self.features.statistics())
+        if self.targets is not None:
+            known |= {"l1", "psnr"} | ({"perceptual"} if hasattr(self.extractor, "feature_maps") else set())
+        if set(only) - known:
+            raise ValueError(f"paired_gain: no paired interval for {sorted(set(only) - known)} on this split; it has "
+                             f"{sorted(known)} (the mIoU and the diversity are scores of a whole set; distances to a "
+                             f"target need a paired task)")
         base_images, new_images = generate(baseline, self.inputs, self.styles), generate(G, self.inputs, self.styles)
         out = {}
         if not only or {"fid", "kid"} & set(only):
