@@ -93,8 +93,13 @@ def bootstrap(statistic, real: np.ndarray, fake: np.ndarray, resamples: int = 10
     rng = np.random.default_rng(seed)
     values = [statistic(real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))])
               for _ in range(resamples)]
-    p_low, median, p_high = np.percentile(values, [2.5, 50, 97.5])
-    value = statistic(real, fake) if value is None else value
+    return centred_interval(statistic(real, fake) if value is None else value, values)
+
+
+def centred_interval(value: float, resampled: list[float]) -> tuple[float, float]:
+    """The 95% interval of ``value`` from its ``resampled`` values: their spread around their median, centred on the
+    value, ``[value - (median - p2.5), value + (p97.5 - median)]`` (see :func:`bootstrap`)."""
+    p_low, median, p_high = np.percentile(resampled, [2.5, 50, 97.5])
     return float(value - (median - p_low)), float(value + (p_high - median))
 
 
@@ -178,12 +183,9 @@ class FeatureSet:
             if only and name not in only:
                 continue
             value = statistic(self.real, fake_a) - statistic(self.real, fake_b)
-            low = high = value
-            if draws:
-                values = [resampled(self.real[j], fake_a[i]) - resampled(self.real[j], fake_b[i]) for j, i in draws]
-                p_low, median, p_high = np.percentile(values, [2.5, 50, 97.5])
-                low, high = value - (median - p_low), value + (p_high - median)
-            out[name] = Score(float(value), float(low), float(high))
+            low, high = centred_interval(value, [resampled(self.real[j], fake_a[i]) - resampled(self.real[j], fake_b[i])
+                                                 for j, i in draws]) if draws else (value, value)
+            out[name] = Score(float(value), low, high)
         return out
 
     def score_features(self, fake: np.ndarray) -> dict[str, Score]:
