@@ -71,6 +71,11 @@ class StudentPart:
     # distill 1; unpaired: recon 10, distill 0.01). The official map2sat uses the unpaired ones on a paired task.
     lambda_recon: float = 0.0
     lambda_distill: float = 0.0
+    # the discriminator width of every distillation stage (students, supernets, stand-alone and fine-tuned
+    # sub-networks); 0: the teacher's (teacher.ndf), as in the paper, whose student D starts from the teacher's.
+    # Narrower, it starts from the teacher's D's strongest channels, as the student starts from the teacher's
+    # (ResNet family only). At 32x32 the teacher's PatchGAN is about half of a small student's training step.
+    ndf: int = 0
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,12 @@ def validate(p: Preset) -> None:
         _fail(p, "search.budget_gmacs", p.search.budget_gmacs, "positive numbers of G MACs")
     if p.search.first_weights and (any(w < 0 for w in p.search.first_weights) or not sum(p.search.first_weights)):
         _fail(p, "search.first_weights", p.search.first_weights, "non-negative weights, not all 0")
+    if not isinstance(p.student.ndf, int) or not 0 <= p.student.ndf <= t.ndf:
+        _fail(p, "student.ndf", p.student.ndf, f"0 (the teacher's discriminator width) or a width from 1 to "
+                                               f"teacher.ndf ({t.ndf}): a student's D starts from the teacher's")
+    if p.student.ndf and p.student.ndf != t.ndf and p.family != "resnet":
+        _fail(p, "student.ndf", p.student.ndf, f"0 for the {p.family} family (only the ResNet family's PatchGAN "
+                                               f"can start from a wider trained one)")
     if p.student.lambda_recon < 0 or p.student.lambda_distill < 0:
         _fail(p, "student.lambda_recon/lambda_distill", (p.student.lambda_recon, p.student.lambda_distill),
               "non-negative (0: the recipe's)")

@@ -330,6 +330,7 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
     from .recipes.once_for_all import SupernetTrainer, elastic_mappings
     from .recipes.teacher import discriminator, teacher_config, teacher_nets, trainer_for
     from .recipes.trainer import from_preset
+    from .stages import student_discriminator
     arch = family.arch(preset)
     teacher = family.teacher(preset.teacher.ngf, **arch).to(device).eval()
     cache_images = torch.rand(2 * preset.data.batch_size, 3, preset.data.image_size, preset.data.image_size) * 2 - 1
@@ -344,7 +345,8 @@ def _training_step_trainers(preset, family, device: torch.device, folder: str) -
         else:
             G = family.supernet(max(max(c) for c in space.choices), **arch)
             trainer, extra, maps = SupernetTrainer, {"space": space}, elastic_mappings(family, G, teacher)
-        return trainer({"G": G, "D": discriminator(preset, True), "maps": maps}, teacher, student_cfg,
+        D = student_discriminator(preset, True, discriminator(preset, True).state_dict())   # student.ndf wide
+        return trainer({"G": G, "D": D, "maps": maps}, teacher, student_cfg,
                        f"{folder}/{kind}.pt", device, family=family, cache=cache, **extra)
 
     make = {

@@ -30,7 +30,7 @@ from torch import nn
 from .artifacts import artifact_lock, load_artifact, save_artifact, set_aside
 from .data import TaskData
 from .families import get_family
-from .nn.gan import init_weights
+from .nn.gan import NLayerDiscriminator, init_weights, narrow_discriminator
 from .recipes import recipe_for
 from .recipes.distill import TEACHERLESS, VARIANTS, TeacherCache, build_mappings, init_mappings_as_selection
 from .recipes.once_for_all import elastic_mappings
@@ -190,6 +190,38 @@ def _loaded(net: nn.Module, weights: dict, device) -> nn.Module:
     return net.to(device).eval()
 
 
+def _d_width(preset) -> dict:
+    """The key entry of a distillation stage whose discriminator is narrower than the teacher's (``student.ndf``);
+    empty at the teacher's width, so the artifacts of the paper's recipe keep their keys."""
+    width = preset.student.ndf or preset.teacher.ndf
+    return {"d_width": width} if width != preset.teacher.ndf else {}
+
+
+def student_discriminator(preset, paired: bool, start_from: dict | None = None) -> nn.Module:
+    """The discriminator of a distillation stage (student, supernet, sub-network), ``student.ndf`` wide (0: the
+    teacher's width, the paper's). ``start_from``: the weights of a trained teacher-width D (the teacher's), which
+    a narrower D starts from by keeping its strongest channels (:func:`gclib.nn.gan.narrow_discriminator`)."""
+    family, recipe = get_family(preset.family), recipe_for(preset.family, paired)
+    D = recipe.discriminator(family, preset, paired)
+    if start_from is not None:
+        D.load_state_dict(start_from)
+    if not _d_width(preset):
+        return D
+    narrow = recipe.discriminator(family, _narrow_d_preset(preset), paired)
+    if start_from is None:
+        return narrow
+    if not isinstance(D, NLayerDiscriminator):
+        raise ValueError(f"student.ndf={preset.student.ndf}: only a PatchGAN (the ResNet family's) can start from "
+                         f"a wider trained one; the {preset.family} family's discriminator is a {type(D).__name__}; "
+                         f"set student.ndf to 0")
+    return narrow_discriminator(narrow, D)
+
+
+def _narrow_d_preset(preset):
+    """``preset`` with the teacher's discriminator width replaced by ``student.ndf``: what the recipe builds a D from."""
+    return preset.override({"teacher.ndf": preset.student.ndf}) if _d_width(preset) else preset
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The four stages
 # ----------------------------------------------------------------------------------------------------------------
@@ -244,7 +276,8 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
             cfg.lambda_distill = lambda_distill
     use_teacher_d = teacher_d and variant not in TEACHERLESS
     stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
-                                               "teacher_d": use_teacher_d, "train": cfg.settings()},
+                                               "teacher_d": use_teacher_d, **_d_width(preset),
+                                               "train": cfg.settings()},
                   parent=teacher_art.key, label=_label(preset, variant))
 
     def build() -> dict:
@@ -252,12 +285,11 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         maps = build_mappings(family, G, teacher_net)
         if variant != "alone":
             init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
-        if cycle:
-            nets = recipe.teacher_nets(family, preset, False, lambda: family.student(config, **family.arch(preset)))
+        if cycle:   # CycleGAN's two discriminators, fresh, student.ndf wide
+            nets = recipe.teacher_nets(family, _narrow_d_preset(preset), False,
+                                       lambda: family.student(config, **family.arch(preset)))
             return {**nets, "G_A": G}
-        D = recipe.discriminator(family, preset, data.paired)
-        if use_teacher_d:
-            D.load_state_dict(teacher_art.weights["D"])
+        D = student_discriminator(preset, data.paired, teacher_art.weights["D"] if use_teacher_d else None)
         return {"G": G, "D": D, "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
@@ -293,7 +325,8 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     space = preset.supernet.space(family, data.paired)
     cfg = _weights(recipe.student_config(preset, preset.supernet.steps, seed, data.paired, "features"), preset)
     stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
-                                                "sampler": preset.supernet.sampler, "train": cfg.settings()},
+                                                "sampler": preset.supernet.sampler, **_d_width(preset),
+                                                "train": cfg.settings()},
                   parent=teacher_art.key,
                   label=_label(preset, "" if preset.supernet.sampler == "uniform" else preset.supernet.sampler))
     max_width = max(max(c) for c in space.choices)
@@ -313,9 +346,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
         G = init_weights(family.supernet(max_width, **family.arch(preset)))
         maps = elastic_mappings(family, G, teacher_net)
         init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net, by_importance=True))
-        D = recipe.discriminator(family, preset, data.paired)
-        D.load_state_dict(teacher_art.weights["D"])
-        return {"G": G, "D": D, "maps": maps}
+        return {"G": G, "D": student_discriminator(preset, data.paired, teacher_art.weights["D"]), "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
         return recipe.supernet_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
@@ -345,15 +376,16 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
     cfg = _weights(recipe.student_config(preset, steps, seed, data.paired, "features"), preset)
     parent = supernet.artifact.key if start == "supernet" else teacher_art.key
     stage = Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
-                                              "train": cfg.settings()}, parent=parent, label=_label(preset, f"{config}_{start}"))
+                                              **_d_width(preset), "train": cfg.settings()},
+                  parent=parent, label=_label(preset, f"{config}_{start}"))
 
     def build() -> dict:
-        D = recipe.discriminator(family, preset, data.paired)
+        # the teacher's D (narrowed to student.ndf), or one as wide as the supernet's, which is loaded below
+        D = student_discriminator(preset, data.paired, teacher_art.weights["D"] if start == "teacher" else None)
         if start == "teacher":
             G = init_weights(family.student(config, **family.arch(preset)))
             maps = build_mappings(family, G, teacher_net)
             init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
-            D.load_state_dict(teacher_art.weights["D"])
         else:
             sup_net, sup_art = supernet
             G = family.extract(sup_net, config).cpu()

@@ -6,7 +6,7 @@ import torch
 from gclib.families.resnet import (RESNET, MobileResnetGenerator, ResnetGenerator, SuperMobileResnetGenerator,
                                    describe_state_dict)
 from gclib.metrics import count_macs, count_params
-from gclib.nn.gan import GANLoss, NLayerDiscriminator, init_weights
+from gclib.nn.gan import GANLoss, NLayerDiscriminator, init_weights, narrow_discriminator
 
 
 def test_teacher_cost_matches_the_paper():
@@ -123,6 +123,37 @@ def test_patchgan_sees_70x70_patches():
     d(x)[0, 0, 5, 5].backward()
     rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)))
     assert rows.max() - rows.min() + 1 == 70
+
+
+@pytest.mark.parametrize("norm", ["instance", "none"])
+def test_a_narrowed_patchgan_is_the_wide_one_with_its_weakest_channels_cut_off(norm):
+    """narrow_discriminator keeps the strongest filters of each conv; every channel is normalised on its own, so the
+    narrow D computes what the wide one computes once the dropped channels' outgoing weights are zeroed."""
+    wide = init_weights(NLayerDiscriminator(6, 16, norm=norm))
+    narrow = narrow_discriminator(NLayerDiscriminator(6, 8, norm=norm), wide)
+    convs = [m for m in wide.model if isinstance(m, torch.nn.Conv2d)]
+    stem_norms = convs[0].weight.abs().sum((1, 2, 3))
+    kept = torch.sort(torch.topk(stem_norms, 8).indices).values
+    assert torch.equal(narrow.model[0].weight, convs[0].weight[kept])       # the 8 strongest stem filters, in order
+    cut = NLayerDiscriminator(6, 16, norm=norm)
+    cut.load_state_dict(wide.state_dict())
+    narrow_convs = [m for m in narrow.model if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        kept = torch.arange(6)                                            # the input channels, all kept
+        for n, c in zip(narrow_convs, [m for m in cut.model if isinstance(m, torch.nn.Conv2d)]):
+            dropped = torch.ones(c.in_channels, dtype=torch.bool)
+            dropped[kept] = False
+            c.weight[:, dropped] = 0                                      # what the dropped channels send on
+            # which wide filter each narrow filter is (on the kept inputs)
+            kept = torch.tensor([next(i for i in range(c.out_channels) if torch.equal(c.weight[i, kept], w))
+                                 for w in n.weight])
+            assert torch.equal(n.bias, c.bias[kept]) and torch.equal(kept, torch.sort(kept).values)
+    x = torch.randn(2, 6, 32, 32)
+    assert torch.allclose(narrow(x), cut(x), atol=1e-5)
+    same = narrow_discriminator(NLayerDiscriminator(6, 16, norm=norm), wide)  # as wide: the same D
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), wide.state_dict().values()))
+    with pytest.raises(ValueError, match="more than"):
+        narrow_discriminator(NLayerDiscriminator(6, 32, norm=norm), wide)
 
 
 def test_patchgan_norm_must_be_known():

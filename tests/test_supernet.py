@@ -5,7 +5,7 @@ from gclib import stages
 from gclib.data import load_task
 from gclib.families.resnet import FAST_CYCLEGAN_CHOICES, RESNET, MobileResnetGenerator, SuperMobileResnetGenerator
 from gclib.metrics import count_macs
-from gclib.nn.gan import NLayerDiscriminator, init_weights
+from gclib.nn.gan import NLayerDiscriminator, init_weights, narrow_discriminator
 from gclib.presets import get_preset
 from gclib.recipes.distill import distill_config
 from gclib.recipes.once_for_all import SupernetTrainer, elastic_mappings
@@ -153,6 +153,33 @@ def test_supernet_and_subnets_load_or_train(tmp_path, task):
     assert not again3.artifact.trained_now                          # each start has its own file
     with pytest.raises(ValueError, match="start="):
         stages.subnet(cfg, data, teacher, config, tmp_path, 2, start="supernet", progress=False)
+
+
+@pytest.mark.parametrize("task", ["facades", "stripes"])
+def test_a_narrower_student_discriminator_in_every_distillation_stage(tmp_path, task):
+    """student.ndf: every distillation stage trains against a D of that width, started from the teacher's
+    strongest channels (fine-tuning: from the supernet's D); the paper's width keeps the artifacts' keys as they were."""
+    cfg, data, teacher = _tiny(tmp_path, task)
+    narrow_cfg = cfg.override({"student.ndf": 4})
+    expected = narrow_discriminator(NLayerDiscriminator(6 if data.paired else 3, 4, norm=cfg.teacher.d_norm),
+                                    stages.student_discriminator(cfg, data.paired, teacher.artifact.weights["D"]))
+    stem = lambda art: art.weights["D"]["model.0.weight"]             # noqa: E731  (the D it ends with)
+    wide = stages.student(cfg, data, teacher, "features", tmp_path, progress=False).artifact
+    student = stages.student(narrow_cfg, data, teacher, "features", tmp_path, progress=False).artifact
+    assert "d_width" not in wide.stage["settings"] and student.stage["settings"]["d_width"] == 4
+    assert stem(wide).shape[0] == 8 and stem(student).shape[0] == 4 and student.path != wide.path
+    untrained = narrow_cfg.override({"supernet.steps": 0})
+    sup = stages.supernet(untrained, data, teacher, tmp_path, progress=False)
+    assert all(torch.equal(sup.artifact.weights["D"][k], v) for k, v in expected.state_dict().items())
+    config = RESNET.space(cfg.supernet.choices_for(data.paired)).smallest()
+    alone = stages.subnet(narrow_cfg, data, teacher, config, tmp_path, 0, start="teacher", progress=False).artifact
+    assert all(torch.equal(alone.weights["D"][k], v) for k, v in expected.state_dict().items())
+    tuned = stages.subnet(untrained, data, teacher, config, tmp_path, 1, start="supernet", supernet=sup,
+                          progress=False).artifact
+    assert stem(tuned).shape[0] == 4 and tuned.stage["settings"]["d_width"] == 4
+    if not data.paired:   # the unpaired controls train with CycleGAN, against discriminators that wide too
+        cycle = stages.student(narrow_cfg, data, teacher, "alone", tmp_path, progress=False).artifact
+        assert "cycle" in cycle.history[0] and stem(cycle).shape[0] == 4
 
 
 def test_unpaired_supernet_distils_towards_the_teachers_output(tmp_path):

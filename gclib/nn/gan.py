@@ -40,6 +40,30 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
+@torch.no_grad()
+def narrow_discriminator(narrow: NLayerDiscriminator, wide: NLayerDiscriminator) -> NLayerDiscriminator:
+    """Start a narrower PatchGAN from a trained wider one, as the student generator starts from the teacher: in every
+    conv but the last, keep the output channels whose filters have the largest L1 norm ``sum |W[c]|`` (in their
+    order), inputs following the previous layer's choice; the last conv keeps its one logit. Its normalisation has no
+    parameters (instance norm without affine, or none), so the copied convs are all there is. Returns ``narrow``."""
+    convs = [(n, w) for n, w in zip(narrow.model, wide.model) if isinstance(w, nn.Conv2d)]
+    if len(convs) != sum(isinstance(m, nn.Conv2d) for m in narrow.model) or \
+            convs[0][0].in_channels != convs[0][1].in_channels:
+        raise ValueError("narrow_discriminator needs two PatchGANs of the same depth and input channels")
+    kept = torch.arange(convs[0][1].in_channels)                  # the input images' channels
+    for i, (n, w) in enumerate(convs):
+        if n.out_channels > w.out_channels:
+            raise ValueError(f"the narrow discriminator's conv {i} has {n.out_channels} channels, more than the "
+                             f"{w.out_channels} of the one it starts from")
+        weight = w.weight[:, kept]                                 # (out, in kept, 4, 4)
+        out = (torch.arange(n.out_channels) if i == len(convs) - 1
+               else torch.sort(torch.topk(weight.abs().sum((1, 2, 3)), n.out_channels).indices).values)
+        n.weight.copy_(weight[out])
+        n.bias.copy_(w.bias[out])
+        kept = out
+    return narrow
+
+
 class GANLoss(nn.Module):
     """The three GAN objectives of the paper's code base.
 
