@@ -218,7 +218,7 @@ def student_discriminator(preset, paired: bool, start_from: dict | None = None) 
 
 
 def _narrow_d_preset(preset):
-    """``preset`` with the teacher's discriminator width replaced by ``student.ndf``: what the recipe builds a D from."""
+    """``preset`` with the teacher's discriminator width replaced by ``student.ndf`` (what a recipe builds D from)."""
     return preset.override({"teacher.ndf": preset.student.ndf}) if _d_width(preset) else preset
 
 

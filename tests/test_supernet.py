@@ -182,6 +182,14 @@ def test_a_narrower_student_discriminator_in_every_distillation_stage(tmp_path, 
         assert "cycle" in cycle.history[0] and stem(cycle).shape[0] == 4
 
 
+def test_only_a_patchgan_is_narrowed():
+    """GauGAN's multi-scale discriminator cannot start from a wider one: the error names the field and the fix."""
+    cfg = get_preset("smoke", {"family": "spade"})
+    wide = stages.student_discriminator(cfg, True).state_dict()       # the teacher-width D, fresh
+    with pytest.raises(ValueError, match=r"student.ndf=8: only a PatchGAN.*set student.ndf to 0"):
+        stages.student_discriminator(cfg.override({"student.ndf": 8}), True, wide)
+
+
 def test_unpaired_supernet_distils_towards_the_teachers_output(tmp_path):
     cfg, data, teacher = _tiny(tmp_path, "stripes")
     _, art = stages.supernet(cfg, data, teacher, tmp_path, progress=False)
