@@ -207,19 +207,12 @@ def student_discriminator(preset, paired: bool, start_from: dict | None = None) 
         D.load_state_dict(start_from)
     if not _d_width(preset):
         return D
-    narrow = recipe.discriminator(family, _narrow_d_preset(preset), paired)
-    if start_from is None:
-        return narrow
     if not isinstance(D, NLayerDiscriminator):
-        raise ValueError(f"student.ndf={preset.student.ndf}: only a PatchGAN (the ResNet family's) can start from "
-                         f"a wider trained one; the {preset.family} family's discriminator is a {type(D).__name__}; "
+        raise ValueError(f"student.ndf={preset.student.ndf}: only a PatchGAN (the ResNet family's) can be narrower "
+                         f"than the teacher's; the {preset.family} family's discriminator is a {type(D).__name__}; "
                          f"set student.ndf to 0")
-    return narrow_discriminator(narrow, D)
-
-
-def _narrow_d_preset(preset):
-    """``preset`` with the teacher's discriminator width replaced by ``student.ndf`` (what a recipe builds D from)."""
-    return preset.override({"teacher.ndf": preset.student.ndf}) if _d_width(preset) else preset
+    narrow = init_weights(D.with_width(preset.student.ndf))
+    return narrow if start_from is None else narrow_discriminator(narrow, D)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -286,8 +279,9 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         if variant != "alone":
             init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net))
         if cycle:   # CycleGAN's two discriminators, fresh, student.ndf wide
-            nets = recipe.teacher_nets(family, _narrow_d_preset(preset), False,
-                                       lambda: family.student(config, **family.arch(preset)))
+            nets = recipe.teacher_nets(family, preset, False, lambda: family.student(config, **family.arch(preset)))
+            if _d_width(preset):
+                nets.update({d: student_discriminator(preset, False) for d in ("D_A", "D_B")})
             return {**nets, "G_A": G}
         D = student_discriminator(preset, data.paired, teacher_art.weights["D"] if use_teacher_d else None)
         return {"G": G, "D": D, "maps": maps}

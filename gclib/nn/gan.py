@@ -25,6 +25,7 @@ class NLayerDiscriminator(nn.Module):
         if norm not in D_NORMS:
             raise ValueError(f"discriminator norm {norm!r} is unknown; choose {' or '.join(map(repr, D_NORMS))}")
         # "none" keeps an nn.Identity in each norm's slot, so the keys of both variants are the same
+        self.input_nc, self.n_layers, self.norm = input_nc, n_layers, norm
         make_norm = instance_norm if norm == "instance" else (lambda channels: nn.Identity())
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
@@ -38,6 +39,10 @@ class NLayerDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 1, H/8 - 2, W/8 - 2) patch logits
         return self.model(x)
+
+    def with_width(self, ndf: int) -> "NLayerDiscriminator":
+        """A new PatchGAN like this one (inputs, depth, normalisation), ``ndf`` wide, with PyTorch's default init."""
+        return NLayerDiscriminator(self.input_nc, ndf, self.n_layers, self.norm)
 
 
 @torch.no_grad()
