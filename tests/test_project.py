@@ -88,9 +88,10 @@ def test_get_preset_validates_and_names_the_field(field, value, message):
 def test_per_task_changes_apply_to_their_task_only_and_are_validated():
     laptop = get_preset("laptop")
     stripes = get_preset("laptop", task="stripes")
-    facades = get_preset("laptop", task="facades")                               # facades changes its search metric only
+    facades = get_preset("laptop", task="facades")    # facades changes its search metric and its students' D only
     assert facades.search.metric == laptop.tasks["facades"]["search.metric"] != laptop.search.metric
-    assert facades.override({"search.metric": laptop.search.metric}) == laptop
+    assert facades.student.ndf == laptop.tasks["facades"]["student.ndf"] != laptop.student.ndf
+    assert facades.override({"search.metric": laptop.search.metric, "student.ndf": laptop.student.ndf}) == laptop
     assert stripes.search.metric == laptop.search.metric
     assert stripes.teacher.ngf == laptop.tasks["stripes"]["teacher.ngf"] != laptop.teacher.ngf
     assert stripes.teacher.ndf == laptop.teacher.ndf                             # what the task leaves alone
