@@ -419,8 +419,11 @@ PRESETS: dict[str, Preset] = {
         # Facades' distillation stages train against half the teacher's discriminator (student.ndf 32, its strongest
         # channels). Notebook 02 on 2026-12-06, same teacher, two seeds, test split: the students' training-step
         # minutes fell from 20.8 to 11.2, and the distilled student (c) was no worse on any metric (FID 27.4 -> 27.1,
-        # L1 24.6 -> 23.6, perceptual 0.893 -> 0.846, mIoU 0.838 -> 0.854). Stripes keeps the full width: there (c)
-        # lost with ndf 32 (FID 12.0 -> 17.3, mIoU 0.832 -> 0.746) and with 48 (FID 17.8, one seed of the two bad).
+        # L1 24.6 -> 23.6, perceptual 0.893 -> 0.846, mIoU 0.838 -> 0.854); with it notebook 03 took 38 minutes
+        # instead of 57, its sandwich supernet still ranked the 10 sub-networks at Spearman 0.83-0.93 on L1, PSNR,
+        # the perceptual distance and mIoU, and notebook 04's verdicts were those of the full D. Stripes keeps the full
+        # width: there (c) lost with ndf 32 (FID 12.0 -> 17.3, mIoU 0.832 -> 0.746) and with 48 (FID 17.8, one seed
+        # of the two bad).
         tasks={"facades": {"search.metric": "perceptual", "student.ndf": 32},
                "stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 1500, "teacher.d_norm": "none",
                            "data.batch_size": 4, "student.ngf": 8, "supernet.choices": (6, 8, 12, 16, 24, 32),
