@@ -75,6 +75,14 @@ def set_active_widths(net: nn.Module, widths: dict[str, int]) -> None:
         net.get_submodule(name).active_out = width
 
 
+def strongest_channels(norms: torch.Tensor, k: int, by_importance: bool = False) -> torch.Tensor:
+    """The indices of the ``k`` largest of ``norms`` (one L1 norm ``sum |W[c]|`` per filter): how a narrower network
+    keeps a trained wider one's channels. In channel order, or strongest first with ``by_importance`` (a supernet,
+    whose first-k slices then inherit the k strongest)."""
+    kept = torch.topk(norms, k).indices
+    return kept if by_importance else torch.sort(kept).values
+
+
 def slice_state_dict(shared: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each tensor of ``shared`` cut to the shape of the same-named tensor of ``target``, keeping the first k along
     every dimension (first-k weight sharing). Raises a ``KeyError`` naming a tensor ``shared`` lacks."""

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..presets import D_NORMS
+from .elastic import strongest_channels
 
 
 def instance_norm(channels: int) -> nn.Module:
@@ -62,7 +63,7 @@ def narrow_discriminator(narrow: NLayerDiscriminator, wide: NLayerDiscriminator)
                              f"{w.out_channels} of the one it starts from")
         weight = w.weight[:, kept]                                 # (out, in kept, 4, 4)
         out = (torch.arange(n.out_channels) if i == len(convs) - 1
-               else torch.sort(torch.topk(weight.abs().sum((1, 2, 3)), n.out_channels).indices).values)
+               else strongest_channels(weight.abs().sum((1, 2, 3)), n.out_channels))
         n.weight.copy_(weight[out])
         n.bias.copy_(w.bias[out])
         kept = out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ...nn.elastic import slice_state_dict
+from ...nn.elastic import slice_state_dict, strongest_channels
 from ..base import Family, image_hw
 from .networks import (ENTRIES, MLP_DIM, STYLE_DIM, MUNITGenerator, SuperMobileMUNITGenerator, adain_rows,
                        config_widths, student, teacher, teacher_widths)
@@ -109,8 +109,7 @@ class MunitFamily(Family):
         The separable residual and upsampling convs and the output conv keep their init. Returns the teacher
         channels of the content code."""
         def top(weight: torch.Tensor, k: int) -> torch.Tensor:
-            kept = torch.topk(weight.abs().flatten(1).sum(1), k).indices
-            return kept if by_importance else torch.sort(kept).values
+            return strongest_channels(weight.abs().flatten(1).sum(1), k, by_importance)
 
         def chain(pairs, kept_in: torch.Tensor, ordered_last: bool = False) -> torch.Tensor:
             for i, (s, t) in enumerate(pairs):

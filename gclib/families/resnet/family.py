@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...nn.elastic import slice_state_dict
+from ...nn.elastic import slice_state_dict, strongest_channels
 from ..base import Family, image_hw
 from .networks import (MobileResnetGenerator, ResnetGenerator, SuperMobileResnetGenerator, config_widths,
                        inner_key)
@@ -103,8 +103,7 @@ class ResnetFamily(Family):
                 out = torch.arange(s.out_channels)
             else:
                 norms = w.abs().sum((0, 2, 3)) if transposed else w.abs().sum((1, 2, 3))
-                top = torch.topk(norms, s.out_channels).indices    # strongest first
-                out = top if by_importance else torch.sort(top).values
+                out = strongest_channels(norms, s.out_channels, by_importance)
             s.weight.copy_(w[:, out] if transposed else w[out])
             s.bias.copy_(t.bias[out])
             if not transposed and t.stride == (2, 2):              # the last down-sampling feeds the residual trunk

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...nn.elastic import slice_state_dict
+from ...nn.elastic import slice_state_dict, strongest_channels
 from ..base import Family, image_hw
 from .networks import (BLOCK_MULT, BLOCKS, PAPER_UPSAMPLINGS, MobileSPADEGenerator, SPADEGenerator,
                        SuperMobileSPADEGenerator, config_widths, recalibrate,
@@ -149,8 +149,7 @@ class SpadeFamily(Family):
         statistics of the channels it normalises. SPADE's gamma/beta convs (dense in the teacher, separable in the
         student) keep their init. Returns the teacher channels behind each distillation point."""
         def top(weight: torch.Tensor, k: int) -> torch.Tensor:               # (out, in, kh, kw): strongest k outputs
-            kept = torch.topk(weight.abs().sum((1, 2, 3)), k).indices
-            return kept if by_importance else torch.sort(kept).values
+            return strongest_channels(weight.abs().sum((1, 2, 3)), k, by_importance)
 
         def copy_conv(s: nn.Conv2d, t: nn.Conv2d, out: torch.Tensor, inp: torch.Tensor | None) -> None:
             w = t.weight[out] if inp is None else t.weight[out][:, inp]
