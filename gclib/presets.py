@@ -36,6 +36,11 @@ class OptimPart:
     lr: float = 2e-4
     beta1: float = 0.5
     decay_fraction: float = 0.5  # last fraction of steps over which the learning rate decays linearly to 0
+    # Model selection, a departure from the official code (which keeps the last step's weights): evaluations and
+    # artifacts use an exponential moving average of the generator's weights with this half-life in training images
+    # (0: none), and keep the weights of the best held-out evaluation of the score ``select`` ("": the last step's).
+    ema_images: int = 0
+    select: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ class SpadePart:
 
 SAMPLERS = ("uniform", "sandwich")   # supernet.sampler
 SEARCH_METRICS = ("fid", "kid", "l1", "perceptual")   # search.metric: the lower-is-better scores of a split scorer
+SELECT_METRICS = ("", "fid", "kid", "l1", "perceptual")   # optim.select: "" or a lower-is-better held-out score
 D_NORMS = ("instance", "none")   # the discriminator normalisations a preset may choose (teacher.d_norm)
 # Training speed-ups a preset may apply to every stage (see Trainer.speed_up; `python -m gclib bench --train`
 # measures which pay on a machine).
@@ -271,6 +277,11 @@ def validate(p: Preset) -> None:
     if p.search.metric not in SEARCH_METRICS:
         _fail(p, "search.metric", p.search.metric, f"one of {SEARCH_METRICS} (lower is better; l1 and perceptual "
                                                    f"need a paired task)")
+    if p.optim.select not in SELECT_METRICS:
+        _fail(p, "optim.select", p.optim.select, f"one of {SELECT_METRICS} (a held-out score, lower is better; \"\": "
+                                                 f"keep the last step's weights)")
+    if not isinstance(p.optim.ema_images, int) or p.optim.ema_images < 0:
+        _fail(p, "optim.ema_images", p.optim.ema_images, "a non-negative integer (0: no weight average)")
     if t.d_norm not in D_NORMS:
         _fail(p, "teacher.d_norm", t.d_norm, f"one of {D_NORMS}")
     non_negative = {"teacher.batch_size": t.batch_size, "data.n_train": d.n_train, "data.n_heldout": d.n_heldout, "data.n_test": d.n_test,
@@ -339,6 +350,7 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke", eval_every=15, ckpt_every=10,
         data=DataPart(image_size=32, n_train=64, n_heldout=32, n_test=32, batch_size=4),
+        optim=OptimPart(ema_images=32, select="fid"),
         teacher=TeacherPart(ngf=16, n_blocks=6, ndf=16, steps=30),
         student=StudentPart(ngf=8, steps=20),
         supernet=SupernetPart(choices=(4, 6, 8), unpaired_choices=(4, 6, 8), steps=20, rank_configs=3,
@@ -367,6 +379,7 @@ PRESETS: dict[str, Preset] = {
         # compete for the memory bus either way). `python -m gclib bench --train` shows yours.
         name="laptop", eval_every=250, ckpt_every=50, speed_ups=("fused_adam",),
         data=DataPart(image_size=32, n_train=800, n_heldout=500, n_test=500, batch_size=8),
+        optim=OptimPart(ema_images=4000, select="fid"),
         # 1500 steps: after 500 (held-out FID 32, L1 21.1, still falling) students distilled from it for longer beat
         # it (a supernet's largest sub-network: FID 21, L1 20.1), and "as good as the teacher" meant nothing.
         # Why not a cheaper half-width teacher (ngf 32, 6 blocks) and discriminator (ndf 32) for both tasks, which
@@ -378,7 +391,7 @@ PRESETS: dict[str, Preset] = {
         # paint coloured speckle (test FID 23 against 9.2 with ndf 64; mIoU 0.82 both).
         # The teachers' steps run in bfloat16 where the CPU computes it natively (AMX: a pix2pix teacher step takes
         # 0.58x its float32 time in the training loop); elsewhere in float32, as every other stage
-        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=1500, seeds=(0, 1),
+        teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=5000, seeds=(0, 1),
                             speed_ups=("channels_last", "bf16_native")),
         # the student and the budgets where capacity is tight: a mobile generator of 20 channels costs 27x fewer MACs
         # than the teacher (16: 40x, 24: 20x); notebook 04's main budget is the student's.
@@ -425,7 +438,7 @@ PRESETS: dict[str, Preset] = {
         # width: there (c) lost with ndf 32 (FID 12.0 -> 17.3, mIoU 0.832 -> 0.746) and with 48 (FID 17.8, one seed
         # of the two bad).
         tasks={"facades": {"search.metric": "perceptual", "student.ndf": 32},
-               "stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 1500, "teacher.d_norm": "none",
+               "stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 5000, "teacher.d_norm": "none",
                            "data.batch_size": 4, "student.ngf": 8, "supernet.choices": (6, 8, 12, 16, 24, 32),
                            "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "supernet.entry_choices": {"up2": (8,)},
                            "supernet.sampler": "uniform",

@@ -130,14 +130,14 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
                 return found
         trainer = make_trainer(path.with_suffix(".train.pt")).speed_up(speed_ups)
         trainer.fit(train, eval_fn, progress=progress)
-        weights = trainer.final_weights()
+        weights = trainer.published_weights()
         if rank == 0:
             # how the steps were computed (not part of the key): the same seed gives the same weights on the same
             # machine kind only with the same threads and speed-ups, so the artifact says which it had
             computed = {"threads": torch.get_num_threads(), "speed_ups": list(speed_ups),
                         "autocast": str(trainer.autocast) if trainer.autocast else "", "torch": str(torch.__version__)}
             save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
-                                 "evals": trainer.evals, "computed": computed})
+                                 "evals": trainer.evals, "computed": computed, "selected": trainer.selected()})
     if world_size > 1:
         import torch.distributed as dist
         dist.barrier()                              # the artifact is on disk before any process goes on

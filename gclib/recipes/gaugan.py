@@ -201,6 +201,9 @@ class GauGANTrainer(_GauGANSteps, Trainer):
         """G with its spectral norms folded in (a plain SPADE generator's keys); D as trained."""
         return {"G": plain_state_dict(self.nets["G"]), "D": self.nets["D"].state_dict()}
 
+    def generator_weights(self, G: nn.Module) -> dict:
+        return plain_state_dict(G)
+
     def train_step(self, batch, g):
         seg, real = batch["A"], batch["B"]               # (B, L, H, W) one-hot, (B, 3, H, W)
         return self.gaugan_step(seg, real, self.net("G")(seg))

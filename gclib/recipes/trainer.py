@@ -8,6 +8,7 @@ as an uninterrupted run (tested in ``tests/test_train.py``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import threading
 import time
@@ -38,6 +39,8 @@ class TrainConfig:
     lambda_cycle: float = 10.0    # CycleGAN cycle weight
     lambda_identity: float = 0.5  # CycleGAN identity weight, relative to lambda_cycle
     pool_size: int = 50           # CycleGAN image pool
+    ema_images: int = 0           # half-life of the generator's weight average, in training images (0: no average)
+    select: str = ""              # held-out score (lower is better) whose best evaluation the artifact keeps; "": last
     eval_every: int = 100
     ckpt_every: int = 100
     seed: int = 0
@@ -53,8 +56,17 @@ def from_preset(preset, steps: int, seed: int, config_class: type = TrainConfig,
     """A config of ``steps`` steps with the preset's batch size, optimiser, schedule and logging intervals;
     ``fields`` set the recipe's own settings (e.g. ``gan_mode``)."""
     return config_class(steps=steps, batch_size=preset.data.batch_size, lr=preset.optim.lr, beta1=preset.optim.beta1,
-                        decay_fraction=preset.optim.decay_fraction, eval_every=preset.eval_every,
-                        ckpt_every=preset.ckpt_every, seed=seed, **fields)
+                        decay_fraction=preset.optim.decay_fraction, ema_images=preset.optim.ema_images,
+                        select=preset.optim.select, eval_every=preset.eval_every, ckpt_every=preset.ckpt_every,
+                        seed=seed, **fields)
+
+
+def selection_score(scores: dict, metric: str) -> float | None:
+    """The number ``cfg.select`` ranks an evaluation by (lower is better): ``scores[metric]``, or for a supernet,
+    whose evaluations score reference sub-networks (``fid@largest``, ``fid@smallest``), their mean. None when the
+    evaluation has no such score."""
+    values = [v for k, v in scores.items() if k == metric or k.startswith(f"{metric}@")]
+    return sum(values) / len(values) if values else None
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -160,6 +172,9 @@ class Trainer:
             net.to(self.device)
         self.optimizers = self.build_optimizers()
         self.step, self.history, self.evals = 0, [], []
+        # the generator's weight average (cfg.ema_images) and the best held-out evaluation's weights (cfg.select)
+        self.average: nn.Module | None = None
+        self.best: dict | None = None
         self.memory_format = torch.contiguous_format
         self.rank, self.world_size = world()
         self.parallel: dict[str, nn.Module] = {}   # DistributedDataParallel wrappers, under torchrun only
@@ -258,11 +273,72 @@ class Trainer:
         """What the finished artifact keeps: every network's weights (recipes with two generators keep A -> B)."""
         return {k: v.state_dict() for k, v in self.nets.items()}
 
+    def generator_weights(self, G: nn.Module) -> dict:
+        """``G``'s weights as the artifact stores the generator (a recipe may fold something in, see GauGAN)."""
+        return G.state_dict()
+
+    # -- the generator's weight average and the choice of the published weights -----------------------------------
+    def average_decay(self) -> float:
+        """This step's decay of the average: half-life h images, at most a tenth of the images seen so far, so early
+        weights fade fast (StyleGAN2-ADA's ramp-up):  beta = 0.5 ** (batch / min(h, 0.1 * images seen))."""
+        seen = self.step * self.cfg.batch_size
+        half_life = max(min(self.cfg.ema_images, 0.1 * seen), 1e-8)
+        return 0.5 ** (self.cfg.batch_size / half_life)
+
+    def update_average(self) -> None:
+        """theta_avg <- beta * theta_avg + (1 - beta) * theta; buffers (norm statistics) are copied."""
+        if not self.cfg.ema_images:
+            return
+        G = self.generator
+        if self.average is None:
+            self.average = copy.deepcopy(G).requires_grad_(False)
+            return
+        beta = self.average_decay()
+        with torch.no_grad():
+            for avg, p in zip(self.average.parameters(), G.parameters()):
+                avg.lerp_(p.detach().to(avg.dtype), 1 - beta)
+            for avg, b in zip(self.average.buffers(), G.buffers()):
+                avg.copy_(b)
+
+    def evaluated(self) -> nn.Module:
+        """The generator the held-out evaluations score and the artifact keeps: the average, when one is kept."""
+        return self.average if self.average is not None else self.generator
+
+    def evaluate(self, eval_fn: EvalFn) -> None:
+        """Score the published generator on held-out (with an average, the raw weights too, as ``raw_<score>``, so
+        the two can be compared); with ``cfg.select``, keep the weights of the best evaluation so far."""
+        scores = dict(eval_fn(self.evaluated()))
+        if self.average is not None:
+            scores.update({f"raw_{k}": v for k, v in eval_fn(self.generator).items()})
+        self.evals.append({"step": self.step, **scores})
+        value = selection_score(scores, self.cfg.select) if self.cfg.select else None
+        if value is not None and (self.best is None or value < self.best["score"]):
+            self.best = {"step": self.step, "score": value,
+                         "G": {k: v.detach().clone() for k, v in self.generator_weights(self.evaluated()).items()}}
+
+    def published_weights(self) -> dict[str, dict]:
+        """The artifact's weights: ``final_weights()`` with the generator replaced by the best held-out evaluation's
+        (``cfg.select``) or the average (``cfg.ema_images``); other networks (D, mapping convs) as trained."""
+        weights = self.final_weights()
+        if self.best is not None:
+            weights["G"] = self.best["G"]
+        elif self.average is not None:
+            weights["G"] = self.generator_weights(self.average)
+        return weights
+
+    def selected(self) -> dict:
+        """Which weights the artifact keeps: ``{"weights": "best"|"average"|"last", "step": .., "score": ..}``."""
+        if self.best is not None:
+            return {"weights": "best", "step": self.best["step"], "metric": self.cfg.select,
+                    "score": self.best["score"], "average": self.average is not None}
+        return {"weights": "average" if self.average is not None else "last", "step": self.step}
+
     # -- checkpointing -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"stage": self.stage, "step": self.step, "history": self.history, "evals": self.evals,
                 "nets": {k: v.state_dict() for k, v in self.nets.items()},
-                "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()}}
+                "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+                "average": self.average.state_dict() if self.average is not None else None, "best": self.best}
 
     def load_state(self, state: dict) -> None:
         for k, net in self.nets.items():
@@ -270,6 +346,10 @@ class Trainer:
         for k, opt in self.optimizers.items():
             load_optimizer_state(opt, state["optimizers"][k])
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
+        self.best = state.get("best")
+        if state.get("average") is not None:
+            self.average = copy.deepcopy(self.generator).requires_grad_(False)
+            self.average.load_state_dict(state["average"])
 
     def save(self) -> None:
         save_artifact(self.ckpt_path, self.state_dict())
@@ -344,9 +424,10 @@ class Trainer:
                     self.history.append({"step": step, "seconds": time.perf_counter() - t0, **losses})
                     self.step = step + 1
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                    self.update_average()
                     if eval_fn is not None and self.rank == 0 and (self.step % self.cfg.eval_every == 0
                                                                    or self.step == self.cfg.steps):
-                        self.evals.append({"step": self.step, **eval_fn(self.generator)})
+                        self.evaluate(eval_fn)
                     signum = self._agreed(stopped())  # read once: a signal between two reads must not skip the save
                     if self.rank == 0 and (signum or self.step % self.cfg.ckpt_every == 0 or self.step == end):
                         self.save()
