@@ -273,7 +273,34 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--url", default=None, help="a mirror of the official archive")
     dl.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
     d.set_defaults(func=_cmd_data)
+
+    z = sub.add_parser("zoo", help="build, export or verify the shipped trainings (data/zoo)")
+    zsub = z.add_subparsers(dest="action", required=True)
+    zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
+    zb.add_argument("--tasks", default="facades,stripes")
+    zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
+    z.set_defaults(func=_cmd_zoo)
     return p
+
+
+def _cmd_zoo(args) -> int:
+    import torch
+
+    from . import zoo
+    if args.action == "build":
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        for record in zoo.build(args.tasks.split(",")):
+            s = record["stage"]
+            print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
+                  f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
+        return 0
+    try:
+        checked = zoo.verify()
+    except zoo.ZooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(checked)} shipped artifacts verified: {', '.join(checked)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

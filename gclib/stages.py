@@ -72,6 +72,14 @@ class Artifact:
     history: list
     evals: list
     trained_now: bool
+    shipped: bool = False     # loaded from the model zoo (data/zoo), not from the runs folder
+
+    @property
+    def source(self) -> str:
+        """Where the weights came from, in words, for a notebook to print."""
+        if self.trained_now:
+            return "trained now"
+        return f"loaded from the model zoo ({self.path.name})" if self.shipped else f"loaded from {self.path.name}"
 
     @property
     def key(self) -> str:
@@ -119,6 +127,9 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
     path = Path(runs_dir) / stage.filename
     rank, world_size = world()
     found = read_artifact(path, stage) if rank == 0 else None
+    if found is None and world_size == 1:
+        from . import zoo
+        found = zoo.lookup(stage)            # trained once by `python -m gclib zoo build` and shipped
     if world_size > 1:
         found = _all_load_or_all_train(found, path, stage, rank)
     if found is not None:
@@ -134,7 +145,8 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
         if rank == 0:
             # how the steps were computed (not part of the key): the same seed gives the same weights on the same
             # machine kind only with the same threads and speed-ups, so the artifact says which it had
-            computed = {"threads": torch.get_num_threads(), "speed_ups": list(speed_ups),
+            from .zoo import _git_commit
+            computed = {"threads": torch.get_num_threads(), "speed_ups": list(speed_ups), "commit": _git_commit(),
                         "autocast": str(trainer.autocast) if trainer.autocast else "", "torch": str(torch.__version__)}
             save_artifact(path, {"stage": stage.record(), "weights": weights, "history": trainer.history,
                                  "evals": trainer.evals, "computed": computed, "selected": trainer.selected()})
@@ -225,8 +237,7 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
     discriminator ``D`` that judged it."""
     family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
     cfg = recipe.teacher_config(preset, data.paired, seed)
-    stage = Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.teacher.training(),
-                                               "train": cfg.settings()}, label=_label(preset))
+    stage = teacher_stage(preset, data, seed)
 
     def make(ckpt: Path) -> Trainer:
         nets = _seeded(seed, lambda: recipe.teacher_nets(family, preset, data.paired))
@@ -234,6 +245,13 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress,
                         preset.speed_ups + preset.teacher.speed_ups)
     return Trained(_loaded(family.teacher(preset.teacher.ngf, **family.arch(preset)), art.weights["G"], device), art)
+
+
+def teacher_stage(preset, data, seed: int = 0) -> Stage:
+    """The teacher's stage record (``data``: anything with the task's ``task`` name and ``paired``)."""
+    cfg = recipe_for(preset.family, data.paired).teacher_config(preset, data.paired, seed)
+    return Stage("teacher", data.task, seed, {**_common(preset, data), "teacher": preset.teacher.training(),
+                                              "train": cfg.settings()}, label=_label(preset))
 
 
 def teachers(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_fn: EvalFn | None = None,

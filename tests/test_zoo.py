@@ -1,0 +1,100 @@
+"""The model zoo: what is shipped is current, intact and loadable; a stage finds it; damage is refused, never loaded."""
+import json
+
+import pytest
+import torch
+
+from gclib import metrics, stages, zoo
+from gclib.data import load_task
+from gclib.presets import get_preset
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    """A smoke-preset teacher, trained once and exported into a zoo folder of its own."""
+    runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
+    cfg = get_preset("smoke", task="facades")
+    data = load_task("facades", cfg)
+    scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), resamples=0)
+    with zoo.disabled():
+        trained = stages.teacher(cfg, data, runs, eval_fn=scorer, progress=False)
+    record = zoo.export(trained.artifact.path, preset="smoke", zoo_dir=shelf)
+    return cfg, trained, record, shelf
+
+
+def test_shipped_zoo_is_current_intact_and_reproduces_its_scores():
+    """What data/zoo ships: every file listed with its full SHA-256, every key the one the current code and laptop
+    preset compute (a change that strands it fails here, naming the rebuild command), every generator loading
+    strictly from safetensors and re-scoring its recorded held-out check within the tolerance."""
+    checked = zoo.verify()
+    expected = zoo.expected_stages()
+    assert set(checked) <= set(expected)
+    compressed = {name for name, st in expected.items() if st.seed == 0}
+    assert compressed <= set(checked), f"the zoo lacks {compressed - set(checked)}: run `python -m gclib zoo build`"
+    for name in checked:
+        record = zoo.read_record(name)
+        assert record["stage"]["key"] == expected[name].key and record["command"].startswith("python -m gclib zoo")
+        assert record["fp16_output_difference_levels"]["max"] <= zoo.FP16_TOLERANCE or record["storage"] == "float32"
+    assert sum(p.stat().st_size for p in zoo.ZOO_DIR.iterdir()) <= 64 * 2 ** 20
+
+
+def test_a_stage_loads_its_shipped_artifact(tiny_zoo, tmp_path, monkeypatch):
+    cfg, trained, record, shelf = tiny_zoo
+    monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+    G, art = stages.teacher(cfg, load_task("facades", cfg), tmp_path, progress=False)   # an empty runs folder
+    assert art.shipped and not art.trained_now and "model zoo" in art.source
+    assert not any(tmp_path.glob("*.pt"))                 # nothing trained
+    assert art.key == trained.artifact.key and art.evals == record["evals"]
+    original = trained.artifact.weights["G"]
+    for k, v in G.state_dict().items():                   # the shipped weights, 16-bit rounded (or exact)
+        assert torch.allclose(v, original[k].half().float() if record["storage"] == "float16" else original[k])
+    with zoo.disabled():                                  # the zoo switched off: the stage trains
+        assert stages.teacher(cfg, load_task("facades", cfg), tmp_path, progress=False).artifact.trained_now
+
+
+def test_a_damaged_or_unlisted_file_is_refused_naming_it(tiny_zoo, tmp_path, monkeypatch):
+    cfg, trained, record, shelf = tiny_zoo
+    name = trained.artifact.path.name[:-3]
+    for f in shelf.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    weights = tmp_path / f"{name}.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01                           # one bit flipped in the tensors
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    with pytest.raises(zoo.ZooError, match=f"{name}.safetensors does not match its SHA-256"):
+        stages.teacher(cfg, load_task("facades", cfg), tmp_path / "runs", progress=False)
+    (tmp_path / "SHA256SUMS").write_text("")              # a file nobody listed
+    with pytest.raises(zoo.ZooError, match="not listed"):
+        zoo.lookup(stages.teacher_stage(cfg, load_task("facades", cfg)), tmp_path)
+
+
+def test_a_changed_setting_strands_the_zoo_with_a_message(tiny_zoo, monkeypatch):
+    cfg, trained, record, shelf = tiny_zoo
+    changed = get_preset("smoke", {"teacher.steps": 31})
+    monkeypatch.setitem(zoo.__dict__, "expected_stages",
+                        lambda preset: {zoo.stem(stages.teacher_stage(changed.for_task("facades"),
+                                                                      load_task("facades", changed), 0)): None})
+    with pytest.raises(zoo.ZooError, match="stranded the zoo.*python -m gclib zoo build --tasks facades"):
+        zoo.verify(shelf, preset="smoke")
+
+
+def test_the_record_says_how_to_rebuild_and_what_was_kept(tiny_zoo):
+    cfg, trained, record, shelf = tiny_zoo
+    on_disk = json.loads((shelf / f"{trained.artifact.path.name[:-3]}.json").read_text())
+    assert on_disk["command"] == "python -m gclib zoo build --tasks facades"
+    assert on_disk["selected"]["weights"] in ("best", "average", "last")
+    assert {"fid", "fid low", "fid high"} <= set(on_disk["heldout_scores"])
+    assert on_disk["plateau"]["holds"] in (True, False) and on_disk["trained_at"] != ""
+    assert zoo.verify(shelf, preset="smoke") == [trained.artifact.path.name[:-3]]
+
+
+def test_plateau_rule():
+    """Stopped improving: the last quarter's best is within the instrument's half-interval of the best before it."""
+    flat = [{"step": s, "fid": v} for s, v in zip(range(100, 900, 100), (50, 30, 20, 15, 12, 11, 10.5, 10.8))]
+    assert zoo.plateau(flat, "fid", half_width=1.0)["holds"]
+    assert not zoo.plateau(flat, "fid", half_width=0.1)["holds"]       # 11 -> 10.5 is resolved by a finer one
+    falling = [{"step": s, "fid": 50.0 - 5 * i} for i, s in enumerate(range(100, 900, 100))]
+    assert not zoo.plateau(falling, "fid", 1.0)["holds"]
+    spiked = falling[:6] + [{"step": 700, "fid": 60.0}, {"step": 800, "fid": 58.0}]
+    assert zoo.plateau(spiked, "fid", 1.0)["holds"]                    # worse at the end is not improving
