@@ -30,9 +30,12 @@ def image_grid(rows: dict[str, torch.Tensor], n: int = 8, scale: float = 1.3, ti
     return fig
 
 
-def training_curves(history: list[dict], evals: list[dict], extractor: str, smooth: int = 20):
-    """Left: each loss term over steps (moving average). Right: FID and KID on the evaluation split over steps."""
-    fig, (ax_loss, ax_fid) = plt.subplots(1, 2, figsize=(11, 3.4))
+def training_curves(history: list[dict], evals: list[dict], extractor: str, smooth: int = 20,
+                    selected: dict | None = None, metric: str = "fid"):
+    """Left: each loss term over steps (moving average). Right: the held-out ``metric`` over steps, of the weight
+    average (what is evaluated and kept) and of the raw weights when an average is kept; ``selected`` (an artifact's
+    ``selected`` record) marks the step whose weights were kept, and the last quarter (the plateau rule's) is shaded."""
+    fig, (ax_loss, ax_q) = plt.subplots(1, 2, figsize=(11, 3.4))
     steps = np.array([h["step"] for h in history])
     for key in [k for k in history[0] if k not in ("step", "seconds")] if history else []:
         v = np.array([h[key] for h in history], dtype=float)
@@ -40,15 +43,21 @@ def training_curves(history: list[dict], evals: list[dict], extractor: str, smoo
         ax_loss.plot(steps[k - 1:], np.convolve(v, np.ones(k) / k, mode="valid"), label=key)
     ax_loss.set(xlabel="step", ylabel="loss", title=f"training losses (moving average of {smooth})")
     ax_loss.legend(fontsize=8)
+    evals = [e for e in evals if metric in e]
     if evals:
         es = [e["step"] for e in evals]
-        ax_fid.plot(es, [e["fid"] for e in evals], "o-", color="C0", label="FID")
-        ax_fid.set(xlabel="step", ylabel="FID", title=f"quality on the held-out split ({extractor} features)")
-        ax_kid = ax_fid.twinx()
-        ax_kid.plot(es, [e["kid"] for e in evals], "s--", color="C1", label="KID x1000")
-        ax_kid.set_ylabel("KID x1000")
-        handles = ax_fid.get_legend_handles_labels()[0] + ax_kid.get_legend_handles_labels()[0]
-        ax_fid.legend(handles=handles, fontsize=8, loc="upper right")
+        averaged = f"raw_{metric}" in evals[0]
+        ax_q.plot(es, [e[metric] for e in evals], "o-", color="C0",
+                  label=f"{metric.upper()}, weight average" if averaged else metric.upper())
+        if averaged:
+            ax_q.plot(es, [e[f"raw_{metric}"] for e in evals], "x--", color="C7", alpha=0.7,
+                      label=f"{metric.upper()}, raw weights")
+        ax_q.axvspan(es[len(es) - max(1, len(es) // 4)], es[-1], color="C2", alpha=0.08, label="last quarter")
+        if selected and selected.get("weights") == "best":
+            ax_q.plot([selected["step"]], [selected["score"]], "*", color="C3", markersize=14,
+                      label=f"kept: step {selected['step']}")
+        ax_q.set(xlabel="step", ylabel=metric.upper(), title=f"{metric.upper()} on the held-out split ({extractor} features)")
+        ax_q.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
 

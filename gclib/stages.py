@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -73,6 +73,9 @@ class Artifact:
     evals: list
     trained_now: bool
     shipped: bool = False     # loaded from the model zoo (data/zoo), not from the runs folder
+    selected: dict = field(default_factory=dict)   # which generator weights were kept (Trainer.selected)
+    test_scores: dict = field(default_factory=dict)  # a zoo record's test scores, {extractor: scores}, where its
+                                                     # weights are not shipped (see gclib.zoo)
 
     @property
     def source(self) -> str:
@@ -113,7 +116,8 @@ def read_artifact(path: Path, stage: Stage, tidy: bool = True) -> Artifact | Non
             moved = set_aside(path, "stale")
             print(f"{path.name} holds another stage's weights; set aside as {moved.name}")
         return None
-    return Artifact(content["stage"], path, content["weights"], content["history"], content["evals"], False)
+    return Artifact(content["stage"], path, content["weights"], content["history"], content["evals"], False,
+                    selected=content.get("selected", {}))
 
 
 def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Path], Trainer], train,
@@ -153,7 +157,7 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
     if world_size > 1:
         import torch.distributed as dist
         dist.barrier()                              # the artifact is on disk before any process goes on
-    return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True)
+    return Artifact(stage.record(), path, weights, trainer.history, trainer.evals, True, selected=trainer.selected())
 
 
 def _all_load_or_all_train(found: Artifact | None, path: Path, stage: Stage, rank: int) -> Artifact | None:
@@ -244,7 +248,23 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
         return recipe.teacher_trainer(data.paired)(nets, cfg, ckpt, device, stage.record())
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress,
                         preset.speed_ups + preset.teacher.speed_ups)
+    if "G" not in art.weights:      # a zoo record of scores alone (another seed's teacher, too big to ship twice)
+        return Trained(None, art)
     return Trained(_loaded(family.teacher(preset.teacher.ngf, **family.arch(preset)), art.weights["G"], device), art)
+
+
+def test_scores(trained: Trained, scorer, extractor: str) -> dict:
+    """``scorer(trained.net)``; for a teacher the zoo ships as its record alone (``trained.net`` is None), the test
+    scores its record holds, computed by the same scorer when it was built (for ``extractor``'s features)."""
+    if trained.net is not None:
+        return scorer(trained.net)
+    recorded = trained.artifact.test_scores.get(extractor)
+    if recorded is None:
+        s = trained.artifact.stage
+        raise ValueError(f"the {s['task']} teacher of seed {s['seed']} is shipped as its scores alone, which were "
+                         f"measured with the {sorted(trained.artifact.test_scores)} features, not {extractor!r}: "
+                         f"set teacher.seeds to (0,), or GCLIB_ZOO=0 to train it (about an hour on one core)")
+    return recorded
 
 
 def teacher_stage(preset, data, seed: int = 0) -> Stage:

@@ -141,11 +141,10 @@ def lookup(stage, zoo_dir: Path | None = None):
     if record["stage"]["key"] != stage.key:
         raise ZooError(f"{zoo_dir / name}.json records key {record['stage']['key']}, not the {stage.key} its name "
                        f"says: the file was changed. Restore it, or set GCLIB_ZOO=0.")
-    if not record.get("networks"):
-        return None          # a record of scores only (its weights are not shipped): the stage trains
-    weights = read_weights(name, zoo_dir, sums)
-    return Artifact(record["stage"], zoo_dir / f"{name}.safetensors", weights, record["history"], record["evals"],
-                    False, shipped=True)
+    weights = read_weights(name, zoo_dir, sums) if record.get("networks") else {}
+    return Artifact(record["stage"], zoo_dir / f"{name}.{'safetensors' if weights else 'json'}", weights,
+                    record["history"], record["evals"], False, shipped=True, selected=record.get("selected", {}),
+                    test_scores=record.get("test_scores", {}))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -258,13 +257,18 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     G.load_state_dict(stored["G"] if "G" in stored else content["weights"]["G"])
     scores = scorer(G)                               # the shipped weights, held-out, with intervals
     check = _check_scorer(stage["task"], preset)(G)
+    if not networks:        # weights not shipped: the test scores notebooks 01 and 04 read instead (same scorer)
+        from . import metrics as m
+        test_scorer = m.split_scorer(splits, "test", m.get_extractor("offline"), m.load_segmenter(stage["task"]),
+                                     resamples=100)
+        test = {"offline": test_scorer(G)}
     record = {
         "stage": stage, "preset": preset, "networks": list(networks),
         "storage": "float16" if fp16 else "float32",
         "fp16_output_difference_levels": {"max": float(levels.max()), "mean": float(levels.mean()),
                                           "tolerance": FP16_TOLERANCE, "images": len(A)},
         "selected": content.get("selected", {}), "computed": content.get("computed", {}),
-        "heldout_scores": scores, "check": {"images": CHECK_IMAGES, "scores": check},
+        "heldout_scores": scores, "test_scores": test if not networks else {}, "check": {"images": CHECK_IMAGES, "scores": check},
         "plateau": plateau(content["evals"], "fid", (scores["fid high"] - scores["fid low"]) / 2),
         "command": rebuild_command(stage["task"]),
         "trained_at": content.get("computed", {}).get("commit", "unknown"), "exported_at": _git_commit(),

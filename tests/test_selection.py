@@ -28,7 +28,7 @@ def test_average_follows_its_closed_form(tmp_path):
         beta = 0.5 ** (2 / half_life)
         expected = {k: beta * expected[k] + (1 - beta) * w if w.is_floating_point() else w
                     for k, w in weights.items()}
-    got = tr.average.state_dict()
+    got = tr.average
     assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in got)
     assert not all(torch.equal(got[k], trail[-1][k]) for k in got)   # an average, not the last weights
 

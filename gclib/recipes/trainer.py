@@ -8,7 +8,6 @@ as an uninterrupted run (tested in ``tests/test_train.py``).
 from __future__ import annotations
 
 import contextlib
-import copy
 import signal
 import threading
 import time
@@ -173,7 +172,7 @@ class Trainer:
         self.optimizers = self.build_optimizers()
         self.step, self.history, self.evals = 0, [], []
         # the generator's weight average (cfg.ema_images) and the best held-out evaluation's weights (cfg.select)
-        self.average: nn.Module | None = None
+        self.average: dict | None = None
         self.best: dict | None = None
         self.memory_format = torch.contiguous_format
         self.rank, self.world_size = world()
@@ -286,35 +285,51 @@ class Trainer:
         return 0.5 ** (self.cfg.batch_size / half_life)
 
     def update_average(self) -> None:
-        """theta_avg <- beta * theta_avg + (1 - beta) * theta; buffers (norm statistics) are copied."""
+        """theta_avg <- beta * theta_avg + (1 - beta) * theta over the generator's parameters; buffers (norm
+        statistics, power-iteration vectors) are copied. The average is a state dict, not a second module, so any
+        generator (a MUNIT translator made of two networks' parts) is averaged alike."""
         if not self.cfg.ema_images:
             return
         G = self.generator
         if self.average is None:
-            self.average = copy.deepcopy(G).requires_grad_(False)
+            self.average = {k: v.detach().clone() for k, v in G.state_dict().items()}
             return
         beta = self.average_decay()
+        params = dict(G.named_parameters())
         with torch.no_grad():
-            for avg, p in zip(self.average.parameters(), G.parameters()):
-                avg.lerp_(p.detach().to(avg.dtype), 1 - beta)
-            for avg, b in zip(self.average.buffers(), G.buffers()):
-                avg.copy_(b)
+            for k, v in G.state_dict().items():
+                if k in params and v.is_floating_point():
+                    self.average[k].lerp_(v, 1 - beta)
+                else:
+                    self.average[k].copy_(v)
 
-    def evaluated(self) -> nn.Module:
-        """The generator the held-out evaluations score and the artifact keeps: the average, when one is kept."""
-        return self.average if self.average is not None else self.generator
+    @contextlib.contextmanager
+    def averaged(self):
+        """The generator with the average's weights in it for the block (its own weights are put back after); the
+        generator itself when no average is kept."""
+        G = self.generator
+        if self.average is None:
+            yield G
+            return
+        raw = {k: v.detach().clone() for k, v in G.state_dict().items()}
+        G.load_state_dict(self.average)
+        try:
+            yield G
+        finally:
+            G.load_state_dict(raw)
 
     def evaluate(self, eval_fn: EvalFn) -> None:
         """Score the published generator on held-out (with an average, the raw weights too, as ``raw_<score>``, so
         the two can be compared); with ``cfg.select``, keep the weights of the best evaluation so far."""
-        scores = dict(eval_fn(self.evaluated()))
+        with self.averaged() as G:
+            scores = dict(eval_fn(G))
+            kept = {k: v.detach().clone() for k, v in self.generator_weights(G).items()}
         if self.average is not None:
             scores.update({f"raw_{k}": v for k, v in eval_fn(self.generator).items()})
         self.evals.append({"step": self.step, **scores})
         value = selection_score(scores, self.cfg.select) if self.cfg.select else None
         if value is not None and (self.best is None or value < self.best["score"]):
-            self.best = {"step": self.step, "score": value,
-                         "G": {k: v.detach().clone() for k, v in self.generator_weights(self.evaluated()).items()}}
+            self.best = {"step": self.step, "score": value, "G": kept}
 
     def published_weights(self) -> dict[str, dict]:
         """The artifact's weights: ``final_weights()`` with the generator replaced by the best held-out evaluation's
@@ -323,7 +338,8 @@ class Trainer:
         if self.best is not None:
             weights["G"] = self.best["G"]
         elif self.average is not None:
-            weights["G"] = self.generator_weights(self.average)
+            with self.averaged() as G:
+                weights["G"] = {k: v.detach().clone() for k, v in self.generator_weights(G).items()}
         return weights
 
     def selected(self) -> dict:
@@ -338,7 +354,7 @@ class Trainer:
         return {"stage": self.stage, "step": self.step, "history": self.history, "evals": self.evals,
                 "nets": {k: v.state_dict() for k, v in self.nets.items()},
                 "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
-                "average": self.average.state_dict() if self.average is not None else None, "best": self.best}
+                "average": self.average, "best": self.best}
 
     def load_state(self, state: dict) -> None:
         for k, net in self.nets.items():
@@ -346,10 +362,7 @@ class Trainer:
         for k, opt in self.optimizers.items():
             load_optimizer_state(opt, state["optimizers"][k])
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
-        self.best = state.get("best")
-        if state.get("average") is not None:
-            self.average = copy.deepcopy(self.generator).requires_grad_(False)
-            self.average.load_state_dict(state["average"])
+        self.best, self.average = state.get("best"), state.get("average")
 
     def save(self) -> None:
         save_artifact(self.ckpt_path, self.state_dict())
