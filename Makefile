@@ -13,7 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## make run: execute every notebook through papermill (PRESET=laptop by default; runs/PRESET, figures/);
+## make run: execute every notebook through papermill (PRESET=laptop by default) into runs/PRESET (publish a complete
+## laptop run into RESULTS.md and figures/ with `python -m gclib publish`);
 ## DATASET=path runs the per-task notebooks on a real dataset folder (make run PRESET=paper DATASET=data/edges2shoes)
 run: $(VENV)/.installed
 	$(PY) -m gclib run --preset $(PRESET) $(if $(DATASET),--dataset-root $(DATASET))

@@ -274,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
     d.set_defaults(func=_cmd_data)
 
+    pb = sub.add_parser("publish", help="copy a complete laptop run's table into RESULTS.md and its figures into "
+                                        "figures/ (refuses a partial or overridden run)")
+    pb.add_argument("run_dir", nargs="?", default=None, help="the run's folder (default runs/laptop)")
+    pb.set_defaults(func=_cmd_publish)
+
     z = sub.add_parser("zoo", help="build, export or verify the shipped trainings (data/zoo)")
     zsub = z.add_subparsers(dest="action", required=True)
     zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
@@ -281,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
     z.set_defaults(func=_cmd_zoo)
     return p
+
+
+def _cmd_publish(args) -> int:
+    from .runner import publish
+    publish(args.run_dir)
+    return 0
 
 
 def _cmd_zoo(args) -> int:

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .presets import PRESETS
-from .report import publish_figures, update_readme, write_summary
+from . import report
+from .report import write_summary
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO / "notebooks"
@@ -18,9 +19,10 @@ class NotebookFailed(RuntimeError):
     """A notebook raised: the message names the notebook, the cell and the error."""
 
 
-def list_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS_DIR) -> list[Path]:
-    """The numbered notebooks (``NN_name.ipynb``) in order; ``only=['01', '03']`` keeps those numbers."""
-    books = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) of ``folder`` (default: the project's) in order; ``only=['01',
+    '03']`` keeps those numbers."""
+    books = sorted(p for p in (folder or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
     if only:
         wanted = {o.strip().zfill(2) for o in only if o.strip()}
         known = {p.name[:2] for p in books}
@@ -74,16 +76,19 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict, timeout: int, prog
     return out
 
 
-def _publish(out_dir: Path, preset: str, runtimes: dict, figures_dir, readme, log, wall: dict | None = None):
-    """The summary of ``out_dir``; for ``laptop``, also figures/ and the README's results table."""
-    summary_json, summary_md = write_summary(out_dir, preset, runtimes, wall)
-    copied = []
-    if preset == "laptop":  # the README shows the laptop run: only it refreshes figures/ and the results table
-        copied = publish_figures(out_dir, figures_dir or REPO / "figures")
-        readme = Path(readme) if readme else REPO / "README.md"
-        if readme.exists() and update_readme(readme, summary_md.read_text()):
-            log(f"[gclib run] README results table refreshed from {summary_md}")
-    return summary_json, summary_md, copied
+def expected_notebooks(tasks: tuple[str, ...] = TASKS) -> list[str]:
+    """The runtime names of a complete run: every per-task notebook once per task, the others once."""
+    return [f"{p.stem}_{t}" if takes_task(p) else p.stem for p in list_notebooks() for t in (tasks if takes_task(p)
+                                                                                           else (None,))]
+
+
+def publish(run_dir: str | Path | None = None, repo: str | Path = REPO, log=print) -> Path:
+    """``python -m gclib publish``: a complete, un-overridden laptop run's table into RESULTS.md and its figures into
+    figures/ (refused otherwise, saying why; see :func:`gclib.report.publishable`)."""
+    run_dir = Path(run_dir) if run_dir else REPO / "runs" / "laptop"
+    results, copied = report.publish(run_dir, expected_notebooks(), repo)
+    log(f"[gclib publish] {results} refreshed from {run_dir / 'summary.md'}; {len(copied)} figures copied")
+    return results
 
 
 def _segments(books: list[Path]) -> list[tuple[bool, list[Path]]]:
@@ -105,14 +110,13 @@ def default_jobs(n_tasks: int) -> int:
 
 
 def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path | None = None,
-        timeout: int = CELL_TIMEOUT, figures_dir: str | Path | None = None, readme: str | Path | None = None,
-        tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None,
+        timeout: int = CELL_TIMEOUT, tasks: list[str] | None = None, log=print, dataset_root: str = "", overrides: dict | None = None,
         jobs: int = 0, threads: int = 0) -> dict:
     """Execute the notebooks in order with ``preset`` and ``runs_dir`` injected, the per-task ones once for each of
     ``tasks`` (default: both embedded tasks); then write the summary.
 
     Executed copies go to ``out/notebooks``, each notebook's results to ``out/results``, figures to
-    ``out/figures``. A ``laptop`` run also copies the figures to ``figures/`` and refreshes the README's table.
+    ``out/figures``; nothing outside ``out`` is written (``python -m gclib publish`` publishes a complete run).
 
     ``dataset_root``: a real dataset folder for the per-task notebooks (``tasks`` then defaults to its folder name);
     ``overrides``: preset fields for every notebook, ``{"teacher.steps": 2000}``. Both are checked before any
@@ -143,7 +147,8 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     out_dir = out_dir.resolve()
     jobs = min(jobs or default_jobs(len(tasks)), len(tasks))
     runtimes: dict[str, float] = {}
-    lock = threading.Lock()   # runtimes, the summary and the README: one chain at a time
+    lock = threading.Lock()   # runtimes and the summary: one chain at a time
+    how = {"overrides": overrides, "dataset_root": str(dataset_root)}
     cores = os.cpu_count() or 1
     env_threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
     per_task_threads = threads or env_threads or max(1, cores // jobs)
@@ -160,8 +165,8 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
         with lock:
             runtimes[name] = time.perf_counter() - t0
             log(f"[gclib run] {name} done in {runtimes[name] / 60:.1f} min")
-            # after every notebook, so a run stopped part-way still leaves its table (and README) up to date
-            _publish(out_dir, preset, runtimes, figures_dir, readme, log)
+            # after every notebook, so a run stopped part-way still leaves its table up to date (in out_dir only)
+            write_summary(out_dir, preset, runtimes, how=how)
 
     def chain(task: str, books: list[Path]) -> None:
         try:
@@ -193,7 +198,7 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
     side_by_side = jobs if any(per_task for per_task, _ in _segments(notebooks)) else 1   # task-free: one at a time
     wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores, "threads": per_task_threads,
             "notebooks": sorted({p.name[:2] for p in notebooks})}
-    summary_json, summary_md, copied = _publish(out_dir, preset, runtimes, figures_dir, readme, log, wall)
-    log(f"[gclib run] summary: {summary_md}; {len(copied)} figures copied; {total / 60:.1f} min in all"
+    summary_json, summary_md = write_summary(out_dir, preset, runtimes, wall, how)
+    log(f"[gclib run] summary: {summary_md}; {total / 60:.1f} min in all"
         + (f" ({side_by_side} tasks side by side)" if side_by_side > 1 else ""))
     return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60}

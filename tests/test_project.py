@@ -203,21 +203,21 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
                             progress=False)
 
 
-def test_summary_and_readme_table(tmp_path):
+def test_summary_and_results_table(tmp_path):
     report.record(tmp_path, "01_x", {"teacher GMACs": 0.887, "FID": 12.5})
     report.record(tmp_path, "02_y", {"student GMACs": 0.1})
     _, md = report.write_summary(tmp_path, "laptop", {"01_x": 120.0})
     text = md.read_text()
     assert "| 01_x | teacher GMACs | 0.887 |" in text and "| 01_x | runtime (min) | 2.0 |" in text
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\noutro\n")
-    assert report.update_readme(readme, text)
+    readme.write_text(f"intro\n{report.RESULTS_START}\nold\n{report.RESULTS_END}\noutro\n")
+    assert report.update_results(readme, text)
     new = readme.read_text()
     assert "old" not in new and "| 02_y | student GMACs | 0.1 |" in new and new.endswith("outro\n")
-    assert not report.update_readme(readme, text)  # unchanged the second time
+    assert not report.update_results(readme, text)  # unchanged the second time
 
 
-def test_a_partial_run_from_a_fresh_clone_keeps_the_readme_rows_it_did_not_rerun(tmp_path):
+def test_a_partial_run_keeps_the_results_rows_it_did_not_rerun(tmp_path):
     # the README holds a whole run; this clone's runs folder holds only a re-run of 03 on stripes
     whole = tmp_path / "whole"
     report.record(whole, "01_x_facades", {"FID": 1.5, "L1": 18.0})
@@ -227,12 +227,12 @@ def test_a_partial_run_from_a_fresh_clone_keeps_the_readme_rows_it_did_not_rerun
     report.record(whole, "05_z", {"speed-up": 3.0})
     _, md = report.write_summary(whole, "laptop", {"03_y_stripes": 600.0, "03_y_facades": 1200.0})
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_START}\nstale\n{report.README_END}\noutro\n")
-    report.update_readme(readme, md.read_text())
+    readme.write_text(f"intro\n{report.RESULTS_START}\nstale\n{report.RESULTS_END}\noutro\n")
+    report.update_results(readme, md.read_text())
     partial = tmp_path / "partial"
     report.record(partial, "03_y_stripes", {"rho": 0.7, "new figure": 2.0})
     _, md = report.write_summary(partial, "laptop", {})
-    assert report.update_readme(readme, md.read_text())
+    assert report.update_results(readme, md.read_text())
     cells = report.parse_cells(readme.read_text())
     assert cells[("03_y", "rho")] == {"facades": "0.9", "stripes": "0.7"}       # re-run replaced, others kept
     assert cells[("03_y", "new figure")] == {"stripes": "2"}
@@ -240,7 +240,7 @@ def test_a_partial_run_from_a_fresh_clone_keeps_the_readme_rows_it_did_not_rerun
     assert cells[("03_y", "runtime (min)")] == {"facades": "20.0"}              # no runtime measured for the re-run
     assert cells[("01_x", "L1")] == {"facades": "18"} and cells[("05_z", "speed-up")] == {"": "3"}
     assert readme.read_text().endswith("outro\n") and "stale" not in readme.read_text()
-    assert not report.update_readme(readme, md.read_text())     # idempotent
+    assert not report.update_results(readme, md.read_text())     # idempotent
 
 
 def test_runner_times_out_a_hanging_cell(tmp_path):
@@ -409,3 +409,50 @@ def test_progress_bars_refresh_about_once_a_second_so_a_cells_output_fits_jupyte
     default = refreshes(lambda f: plain_tqdm(range(150), desc="test", file=f))
     assert ours <= 1.5 / REFRESH_SECONDS + 3   # the first draw, one refresh per second, the last
     assert default >= 3 * ours
+
+
+def _digests(paths) -> dict:
+    import hashlib
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_a_run_writes_nothing_outside_its_folder(tmp_path, monkeypatch):
+    """`gclib run` with --out, --only and --set: RESULTS.md, README.md and figures/ are untouched (publishing is its
+    own step); the run's figure and table land in its folder."""
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    _tiny_notebook(books / "01_x.ipynb", "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                   "from gclib import report\nfig = plt.figure()\nreport.save_figure(fig, runs_dir, '01_embedded_tasks')\n"
+                   "report.record(runs_dir, '01_x', {'teacher FID': 830.0})")
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", books)
+    published = [REPO / "RESULTS.md", REPO / "README.md", *sorted((REPO / "figures").glob("*.png"))]
+    before = _digests(published)
+    out = tmp_path / "out"
+    runner.run("laptop", only=["01"], out=out, overrides={"teacher.steps": 5}, log=lambda *_: None)
+    assert _digests(published) == before
+    assert (out / "figures" / "01_embedded_tasks.png").exists() and "830" in (out / "summary.md").read_text()
+    with pytest.raises(ValueError, match="changed settings.*teacher.steps"):
+        runner.publish(out, repo=tmp_path)
+
+
+def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "figures").mkdir(parents=True)
+    (repo / "RESULTS.md").write_text(f"head\n{report.RESULTS_START}\nold\n{report.RESULTS_END}\n")
+    run = tmp_path / "run"
+    for name in ("01_x_facades", "01_x_stripes"):
+        report.record(run, name, {"FID": 1.0})
+    (run / "figures").mkdir()
+    (run / "figures" / "01_a.png").write_bytes(b"png")
+    report.write_summary(run, "laptop", {"01_x_facades": 60.0}, how={"overrides": {}, "dataset_root": ""})
+    expected = ["01_x_facades", "01_x_stripes"]
+    with pytest.raises(ValueError, match="partial run: 01_x_stripes"):
+        report.publish(run, expected, repo)
+    assert "old" in (repo / "RESULTS.md").read_text() and not (repo / "figures" / "01_a.png").exists()
+    report.write_summary(run, "laptop", {"01_x_stripes": 60.0}, how={"overrides": {}, "dataset_root": ""})
+    results, copied = report.publish(run, expected, repo)
+    assert "old" not in results.read_text() and "| 01_x | FID |" in results.read_text()
+    assert [p.name for p in copied] == ["01_a.png"]
+    report.write_summary(run, "smoke", {}, how={"overrides": {}, "dataset_root": ""})
+    with pytest.raises(ValueError, match="'smoke' run"):
+        report.publish(run, expected, repo)
