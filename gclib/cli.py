@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     zsub = z.add_subparsers(dest="action", required=True)
     zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
     zb.add_argument("--tasks", default="facades,stripes")
+    zb.add_argument("--stages", default="teacher,supernet", help="which shipped stages to build (teacher, supernet)")
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
     z.set_defaults(func=_cmd_zoo)
     return p
@@ -300,7 +301,7 @@ def _cmd_zoo(args) -> int:
     from . import zoo
     if args.action == "build":
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        for record in zoo.build(args.tasks.split(",")):
+        for record in zoo.build(args.tasks.split(","), kinds=tuple(args.stages.split(","))):
             s = record["stage"]
             print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
                   f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")

@@ -356,11 +356,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     teacher_net, teacher_art = teacher
     space = preset.supernet.space(family, data.paired)
     cfg = _weights(recipe.student_config(preset, preset.supernet.steps, seed, data.paired, "features"), preset)
-    stage = Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
-                                                "sampler": preset.supernet.sampler, **_d_width(preset),
-                                                "train": cfg.settings()},
-                  parent=teacher_art.key,
-                  label=_label(preset, "" if preset.supernet.sampler == "uniform" else preset.supernet.sampler))
+    stage = supernet_stage(preset, data, teacher_art.key, seed)
     max_width = max(max(c) for c in space.choices)
     if max_width > preset.teacher.ngf:
         raise ValueError(f"supernet widths go up to {max_width} but the teacher is only ngf {preset.teacher.ngf} "
@@ -388,6 +384,18 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
     with torch.random.fork_rng(devices=[]):  # building a network draws its default init: keep the caller's stream
         net = family.supernet(max_width, **family.arch(preset))
     return Trained(_loaded(net, art.weights["G"], device).set_config(references["largest"]), art)
+
+
+def supernet_stage(preset, data, teacher_key: str, seed: int = 0) -> Stage:
+    """The supernet's stage record (``data``: anything with the task's ``task`` name and ``paired``)."""
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
+    space = preset.supernet.space(family, data.paired)
+    cfg = _weights(recipe.student_config(preset, preset.supernet.steps, seed, data.paired, "features"), preset)
+    return Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
+                                               "sampler": preset.supernet.sampler, **_d_width(preset),
+                                               "train": cfg.settings()},
+                 parent=teacher_key,
+                 label=_label(preset, "" if preset.supernet.sampler == "uniform" else preset.supernet.sampler))
 
 
 def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, steps: int, start: str = "teacher",

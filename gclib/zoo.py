@@ -151,15 +151,20 @@ def lookup(stage, zoo_dir: Path | None = None):
 # What the zoo ships, and how it is built
 # ------------------------------------------------------------------------------------------------------------------
 def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
-    """{file stem: Stage} of every stage the zoo ships, as the current code and preset key them."""
+    """{file stem: Stage} of every stage the zoo ships, as the current code and preset key them: each task's
+    teachers (every seed of ``teacher.seeds``) and the supernet of its first teacher (notebook 03's)."""
     from . import stages
     from .presets import get_preset
     out = {}
     for task, paired in ZOO_TASKS.items():
         cfg = get_preset(preset, task=task)
+        data = SimpleNamespace(task=task, paired=paired)
         for s in cfg.teacher.seeds:
-            stage = stages.teacher_stage(cfg, SimpleNamespace(task=task, paired=paired), s)
+            stage = stages.teacher_stage(cfg, data, s)
             out[stem(stage)] = stage
+        first = stages.teacher_stage(cfg, data, cfg.teacher.seeds[0])
+        supernet = stages.supernet_stage(cfg, data, first.key, cfg.teacher.seeds[0])
+        out[stem(supernet)] = supernet
     return out
 
 
@@ -195,7 +200,9 @@ def plateau(evals: list[dict], metric: str, half_width: float) -> dict:
     """The plateau rule: training has stopped improving when the best held-out ``metric`` of the last quarter of
     the evaluations is no more than ``half_width`` (half the bootstrap interval of the kept weights' score) better
     than the best before it (lower is better). Still falling by more than the instrument resolves: not converged."""
-    values = [(e["step"], e[metric]) for e in evals if metric in e]
+    from .recipes.trainer import selection_score
+    values = [(e["step"], selection_score(e, metric)) for e in evals]
+    values = [(step, v) for step, v in values if v is not None]   # a supernet's: the mean over its references
     if not values:
         return {"metric": metric, "holds": None, "why": "no held-out evaluations during training"}
     cut = len(values) - max(1, len(values) // 4)
@@ -219,11 +226,17 @@ def _git_commit() -> str:
 
 
 def _generator(stage_record: dict, preset: str):
+    """The network a stage's ``G`` weights load into (a supernet set to its largest sub-network)."""
     from .families import get_family
     from .presets import get_preset
     cfg = get_preset(preset, task=stage_record["task"])
     family = get_family(cfg.family)
-    return family.teacher(cfg.teacher.ngf, **family.arch(cfg))
+    if stage_record["kind"] == "teacher":
+        return family.teacher(cfg.teacher.ngf, **family.arch(cfg))
+    if stage_record["kind"] == "supernet":
+        space = family.space([tuple(c) for c in stage_record["settings"]["choices"]])
+        return family.supernet(max(max(c) for c in space.choices), **family.arch(cfg)).set_config(space.largest())
+    raise ValueError(f"the zoo ships teachers and supernets, not a {stage_record['kind']!r}")
 
 
 def _rounded(state: dict) -> dict:
@@ -337,16 +350,43 @@ def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool 
     return checked
 
 
-def build(tasks: list[str] | None = None, runs_dir: Path = BUILD_DIR, progress: bool = True) -> list[dict]:
+def build_supernet(task: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+                   progress: bool = True):
+    """Notebook 03's supernet of ``task``, distilled from the first teacher (trained first if missing) as the
+    notebook does it: the same held-out scorer evaluates its largest and smallest sub-networks."""
+    from . import stages
+    from .families import get_family
+    from .recipes.distill import TeacherCache
+    cfg, splits, scorer = _splits_and_scorer(task, preset, seed)
+    with disabled():
+        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
+                                 progress)
+        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        return stages.supernet(cfg, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
+
+
+ZOO_STAGES = ("teacher", "supernet")
+
+
+def build(tasks: list[str] | None = None, runs_dir: Path = BUILD_DIR, progress: bool = True,
+          kinds: tuple[str, ...] = ZOO_STAGES) -> list[dict]:
     """Train every shipped stage of ``tasks`` from nothing (resuming in ``runs_dir``) and export it: the compressed
-    teacher (seed 0) with its weights, the other seeds' records alone (their scores measure the teacher's spread)."""
+    teacher (the first seed) with its weights, the other seeds' where the zoo has room (else their records alone:
+    their scores measure the teacher's spread), and the supernet."""
+    unknown = sorted(set(kinds) - set(ZOO_STAGES))
+    if unknown:
+        raise ValueError(f"the zoo ships the stages {list(ZOO_STAGES)}, not {unknown}")
     records = []
     for task in tasks or list(ZOO_TASKS):
         if task not in ZOO_TASKS:
             raise ValueError(f"the zoo ships the tasks {list(ZOO_TASKS)}, not {task!r}")
-        teachers = build_teachers(task, runs_dir=runs_dir, progress=progress)
-        for i, (seed, trained) in enumerate(teachers.items()):
-            records.append(export(trained.artifact.path, ("G", "D") if i == 0 else networks_of_other_seeds(task)))
+        if "teacher" in kinds:
+            teachers = build_teachers(task, runs_dir=runs_dir, progress=progress)
+            for i, trained in enumerate(teachers.values()):
+                records.append(export(trained.artifact.path, ("G", "D") if i == 0 else networks_of_other_seeds(task)))
+        if "supernet" in kinds:
+            records.append(export(build_supernet(task, runs_dir=runs_dir, progress=progress).artifact.path,
+                                  ("G", "D", "maps")))
     return records
 
 

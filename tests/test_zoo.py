@@ -98,3 +98,20 @@ def test_plateau_rule():
     assert not zoo.plateau(falling, "fid", 1.0)["holds"]
     spiked = falling[:6] + [{"step": 700, "fid": 60.0}, {"step": 800, "fid": 58.0}]
     assert zoo.plateau(spiked, "fid", 1.0)["holds"]                    # worse at the end is not improving
+
+
+def test_the_supernet_ships_with_its_mapping_convs_and_loads(tmp_path_factory, monkeypatch):
+    """A supernet exported with G, D and maps comes back from the zoo as the stage notebook 03 trains, and its
+    plateau check reads the mean over its reference sub-networks."""
+    runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
+    cfg = get_preset("smoke", task="stripes")
+    data = load_task("stripes", cfg)
+    scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), resamples=0)
+    with zoo.disabled():
+        teacher = stages.teacher(cfg, data, runs, eval_fn=scorer, progress=False)
+        trained = stages.supernet(cfg, data, teacher, runs, eval_fn=scorer, progress=False)
+    record = zoo.export(trained.artifact.path, ("G", "D", "maps"), preset="smoke", zoo_dir=shelf)
+    assert record["plateau"]["holds"] in (True, False) and "fid@largest" in record["evals"][-1]
+    monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+    again = stages.supernet(cfg, data, teacher, tmp_path_factory.mktemp("empty"), progress=False)
+    assert again.artifact.shipped and set(again.artifact.weights) == {"G", "D", "maps"}
