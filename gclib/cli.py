@@ -38,6 +38,18 @@ def _cmd_train(args) -> int:
     from .presets import notebook_preset
     from .recipes.distill import TeacherCache, VARIANTS
     cfg = notebook_preset(args.preset, args.task, args.dataset_root, parse_settings(args.set))
+    # every flag is checked here, before any training (a bad one must not cost a teacher's training first)
+    if args.stage == "student" and args.variant not in VARIANTS:
+        raise ValueError(f"--variant must be one of {VARIANTS}, not {args.variant!r}")
+    if args.stage == "finetune":
+        if not args.config:
+            raise ValueError("finetune needs --config, the sub-network to fine-tune (e.g. from notebook 04's "
+                             "runs/<preset>/search_<task>.json)")
+        paired = EMBEDDED_TASKS.get(args.task, "paired") == "paired" if not args.dataset_root else None
+        family = get_family(cfg.family)
+        spaces = [cfg.supernet.space(family, p) for p in ((paired,) if paired is not None else (True, False))]
+        if not any(space.contains(args.config) for space in spaces):
+            spaces[0].parse(args.config)     # raises, naming the entry and the widths it may take
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     rank, world_size = _start_distributed(device)
     if world_size > 1:
@@ -63,15 +75,10 @@ def _cmd_train(args) -> int:
         if args.stage != "teacher":
             cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, data.train)
         if args.stage == "student":
-            if args.variant not in VARIANTS:
-                raise ValueError(f"--variant must be one of {VARIANTS}, not {args.variant!r}")
             done = stages.student(cfg, data, teacher, args.variant, out, args.seed, device, scorer, cache)
         elif args.stage in ("supernet", "finetune"):
             done = stages.supernet(cfg, data, teacher, out, args.seed, device, scorer, cache)
             if args.stage == "finetune":
-                if not args.config:
-                    raise ValueError("finetune needs --config, the sub-network to fine-tune (e.g. from notebook 04's "
-                                     "runs/<preset>/search_<task>.json)")
                 done = stages.subnet(cfg, data, teacher, args.config, out, cfg.search.finetune_steps,
                                      start="supernet", supernet=done, seed=args.seed, device=device, cache=cache)
     except ArtifactBusy as e:

@@ -12,6 +12,7 @@ dotted name: ``get_preset("laptop", {"teacher.steps": 200, "search.population": 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -262,6 +263,14 @@ def _fail(preset: Preset, name: str, value, need: str):
 def validate(p: Preset) -> None:
     """Check every field a user may set; the error names the field, its value and what it must be."""
     d, t = p.data, p.teacher
+    for part in PARTS:   # NaN and infinity slip through every comparison below: refuse them first, by name
+        for f in fields(PARTS[part]):
+            value = getattr(getattr(p, part), f.name)
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                _fail(p, f"{part}.{f.name}", value, "finite (not NaN or infinite)")
+    if not 0 <= p.optim.beta1 < 1:
+        _fail(p, "optim.beta1", p.optim.beta1, "in [0, 1) (Adam's first-moment decay; the paper's 0.5)")
     positive = {"data.image_size": d.image_size, "data.batch_size": d.batch_size, "teacher.ngf": t.ngf,
                 "teacher.n_blocks": t.n_blocks, "teacher.ndf": t.ndf, "student.ngf": p.student.ngf,
                 "eval_every": p.eval_every, "ckpt_every": p.ckpt_every, "search.population": p.search.population,

@@ -456,3 +456,23 @@ def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
     report.write_summary(run, "smoke", {}, how={"overrides": {}, "dataset_root": ""})
     with pytest.raises(ValueError, match="'smoke' run"):
         report.publish(run, expected, repo)
+
+
+def test_train_checks_its_flags_before_any_training(tmp_path, capsys):
+    """A bad --variant or --config is refused at once, naming it: no teacher (or supernet) is trained first."""
+    from gclib.cli import main
+    out = ["--preset", "smoke", "--out", str(tmp_path)]
+    assert main(["train", "student", "--variant", "bogus", *out]) == 2
+    assert "--variant must be one of" in capsys.readouterr().err
+    assert main(["train", "finetune", "--config", "4_4_4_4_4_4_4_99", *out]) == 2
+    assert "99 is not one of" in capsys.readouterr().err
+    assert main(["train", "finetune", *out]) == 2 and "needs --config" in capsys.readouterr().err
+    assert not any(tmp_path.glob("*.pt"))
+
+
+@pytest.mark.parametrize("field", ["student.lambda_recon", "search.budget_gmacs", "optim.lr", "optim.beta1",
+                                   "search.first_weights"])
+def test_non_finite_values_are_refused_naming_the_field(field):
+    value = {"search.budget_gmacs": [float("nan")], "search.first_weights": [1.0, float("inf")]}.get(field, float("nan"))
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        get_preset("smoke", {field: value})
