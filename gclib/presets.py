@@ -377,97 +377,40 @@ PRESETS: dict[str, Preset] = {
                             "student.ndf": 0, "supernet.choices": (4, 6, 8), "supernet.unpaired_choices": (4, 6, 8),
                             "supernet.steps": 20, "search.budget_widths": (6,)}}),
     "laptop": Preset(
-        # Both tasks at 32x32: the paper's teacher costs 0.89 G MACs there, and a pix2pix step of 8 images takes about
-        # 0.5 s on 2 cores (4x less than at 64x64); the segmenter still reads 32x32 renders at mIoU 0.99. The MAC
-        # ratios the claims are about do not depend on the resolution.
-        # Fused Adam for every step; channels_last for the teachers' only. Measured on this CPU (2026-12-06, one
-        # thread, median of 4 interleaved rounds): channels_last made the small separable networks' steps slower
-        # (students 1.13x the time on facades, 1.29x on stripes; supernets 1.10x on both) and the stripes CycleGAN
-        # teacher's faster (0.90x; the facades teacher 1.02x). Beside a second training, as `make run` runs the two
-        # tasks, the loss shrinks to 1.00-1.03x for students and 1.09x for the stripes supernet (both processes
-        # compete for the memory bus either way). `python -m gclib bench --train` shows yours.
+        # Both tasks at 32x32: 4x cheaper steps than 64x64, and the MAC ratios the claims are about do not depend on
+        # the resolution. Fused Adam everywhere; channels_last for the teachers only (it slowed the small separable
+        # networks on the CPU measured). Trials behind every setting: docs/laptop-preset-trials.md.
         name="laptop", eval_every=250, ckpt_every=50, speed_ups=("fused_adam",),
         data=DataPart(image_size=32, n_train=800, n_heldout=500, n_test=500, batch_size=8),
+        # a weight average and the best held-out FID's weights: a GAN's last step can sit on a spike
         optim=OptimPart(ema_images=4000, select="fid"),
-        # 1500 steps: after 500 (held-out FID 32, L1 21.1, still falling) students distilled from it for longer beat
-        # it (a supernet's largest sub-network: FID 21, L1 20.1), and "as good as the teacher" meant nothing.
-        # Why not a cheaper half-width teacher (ngf 32, 6 blocks) and discriminator (ndf 32) for both tasks, which
-        # would bring the suite near 85 minutes (notebook 01 took 14 min for facades, 33 for stripes)? Measured in
-        # the runs of 2026-11-24: that facades teacher was good (test FID 18.1, L1 17.9, mIoU 0.94) but had no
-        # redundancy left to remove: its 27x student (ngf 8) stayed far from it (FID 67-87, L1 30, mIoU 0.5), and
-        # feature distillation did worse than training alone. The claims are about compressing an
-        # over-parameterised teacher, so facades keeps the paper's. And the half-width D made the CycleGAN teacher
-        # paint coloured speckle (test FID 23 against 9.2 with ndf 64; mIoU 0.82 both).
-        # The teachers' steps run in bfloat16 where the CPU computes it natively (AMX: a pix2pix teacher step takes
-        # 0.58x its float32 time in the training loop); elsewhere in float32, as every other stage
+        # the paper's over-parameterised teacher (a half-width one left nothing to remove); trained once, shipped
         teacher=TeacherPart(ngf=64, n_blocks=9, ndf=64, steps=5000, seeds=(0, 1),
                             speed_ups=("channels_last", "bf16_native")),
-        # the student and the budgets where capacity is tight: a mobile generator of 20 channels costs 27x fewer MACs
-        # than the teacher (16: 40x, 24: 20x); notebook 04's main budget is the student's.
-        # The repeated trainings (students, stand-alone sub-networks, fine-tuning: 1000 steps each) and the search
-        # (20 x 5) are not cut to reach the hour: a run of 2026-12-06 with 600, 500 and 500 steps, a search of 16 x 4
-        # and evaluations every 300 steps lost three claims (facades: distillation (c) no longer beat (a') on FID beyond
-        # the seed spread; stripes: two stand-alone seeds of the rank check ranked each other at Spearman 0.21 on FID
-        # instead of 0.54, so the check measured noise; the stripes search returned the uniform network at the main
-        # budget), for 15-20 minutes less (stripes 01-04: 89.6 min against 103.1; facades 01-03: 91.0 against 101.1,
-        # on a day the same machine ran identical trainings about a fifth slower).
+        # 20 channels: 27x fewer MACs than the teacher, notebook 04's main budget; fewer steps lost claims
         student=StudentPart(ngf=20, steps=1000, seeds=(0, 1)),
-        # Facades' supernet trains with the sandwich sampler: in notebook 03 (runs of 2026-11-24 and 2026-12-05) its
-        # shared weights ranked 10 sub-networks as stand-alone training did on L1, PSNR and the perceptual distance
-        # (Spearman 0.89-0.98), the uniform sampler's did not (0.04-0.21); on FID the two runs disagreed (sandwich 0.90
-        # then 0.73, uniform 0.50 then 0.88). Stripes keeps the uniform sampler (0.70 and 0.62 against 0.21 and 0.25).
+        # sandwich: its shared weights ranked sub-networks like stand-alone training on facades, uniform's did not
         supernet=SupernetPart(choices=(16, 20, 24, 32, 40, 48), unpaired_choices=(16, 20, 24, 32, 40, 48),
                               steps=3000, rank_configs=10, standalone_steps=1000, sampler="sandwich"),
         search=SearchPart(budget_widths=(16, 20, 24), finetune_steps=1000),
         profiling=ProfilingPart(repeats=5),
-        # CycleGAN needs about 1500 steps of 4 images to leave its noisy phase, and each step runs six generator
-        # passes: the paper's teacher would take 40 minutes per seed there (in batches of 1, as officially, it was
-        # still noisy after 1300 steps: held-out FID 62, mIoU 0.78). The unpaired task therefore compresses a
-        # half-width, 6-block teacher (10.9 G MACs at 256x256; it reached FID 8.2 / mIoU 0.84 in 1500 steps, as good
-        # as the paper's), with widths 6-32 and budgets of 8-16 channels (8 is 27x fewer MACs, 12 is 14x). The 6 is
-        # there so that the main budget (8) is not the narrowest width: with 8 the narrowest, nothing but the uniform
-        # sub-network fitted under it and the search had nothing to choose. At 32x32 its discriminator must not
-        # normalise (see teacher.d_norm).
-        # Its last up-sampling (`up2`, the channels the RGB output conv reads) keeps width 8 in every sub-network:
-        # measured in notebook 03's one-entry probe (runs of 2026-11-24), shared `up2` filters could not serve
-        # several widths on this task (a narrow `up2` alone raised the held-out FID from 8.5 to 125, every other
-        # entry by at most 5.3), and no sampler, loss weight or per-width output conv tried changed that; with `up2`
-        # pinned, every sampled sub-network stayed near the largest. Its stand-alone checks are trained with two
-        # seeds: one seed of them did not rank the other above Spearman 0.6.
-        # Facades searches by the perceptual distance to the target, not FID: in notebook 03 (runs of 2026-11-24 and
-        # 2026-12-05, held-out split) the sandwich supernet's shared weights ranked sub-networks as stand-alone
-        # training did on the perceptual distance (Spearman 0.92 both times), not on FID (0.90, then 0.73); the run of
-        # 2026-12-05 searched by FID and its winner lost to the uniform network after fine-tuning.
-        # Facades' distillation stages train against half the teacher's discriminator (student.ndf 32, its strongest
-        # channels). Notebook 02 on 2026-12-06, same teacher, two seeds, test split: the students' training-step
-        # minutes fell from 20.8 to 11.2, and the distilled student (c) was no worse on any metric (FID 27.4 -> 27.1,
-        # L1 24.6 -> 23.6, perceptual 0.893 -> 0.846, mIoU 0.838 -> 0.854); with it notebook 03 took 38 minutes
-        # instead of 57, its sandwich supernet still ranked the 10 sub-networks at Spearman 0.83-0.93 on L1, PSNR,
-        # the perceptual distance and mIoU, and notebook 04's verdicts were those of the full D. Stripes keeps the full
-        # width: there (c) lost with ndf 32 (FID 12.0 -> 17.3, mIoU 0.832 -> 0.746) and with 48 (FID 17.8, one seed
-        # of the two bad).
+        # facades: search by the metric its supernet ranks by; distil against half of D (as good, half the time).
+        # stripes: a half-width CycleGAN teacher (the paper's is 40 min a seed), a D without instance norm at 32x32,
+        # widths down to 6 so the search has room under the main budget (8), up2 pinned (its filters cannot be shared)
         tasks={"facades": {"search.metric": "perceptual", "student.ndf": 32},
                "stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 5000, "teacher.d_norm": "none",
                            "data.batch_size": 4, "student.ngf": 8, "supernet.choices": (6, 8, 12, 16, 24, 32),
                            "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "supernet.entry_choices": {"up2": (8,)},
                            "supernet.sampler": "uniform",
                            "supernet.standalone_seeds": (0, 1), "search.budget_widths": (8, 12, 16)}},
-        # GauGAN on the facades label maps (notebook 06, at most 15 minutes): a 16-wide SPADE teacher (200 M MACs at
-        # 32x32, 5.8 M parameters; the paper's 64 would be 16x slower) against a 32-wide multi-scale D. The main
-        # budget, uniform width 6, is 10.7x fewer MACs than the teacher (the paper's cityscapes budget: 9x). Measured
-        # on one thread beside another training: the teacher reaches held-out mIoU 0.94 at 750 steps (0.95 at 800,
-        # FID 25 against a floor of 5); a GauGAN step costs about 0.45 s, a search evaluation (re-calibration and
-        # 500 held-out images) 5 s. The steps below keep the notebook near 15 minutes on 2 cores.
+        # GauGAN and MUNIT at a quarter of the paper's width, to fit notebooks 06 and 07 in about 15 minutes each;
+        # MUNIT trains in its own batches of one image (batches of 8 lost the style)
         families={"spade": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 700, "teacher.seeds": (0,),
                             "student.ngf": 6, "student.ndf": 0, "supernet.choices": (4, 6, 8, 12, 16),
                             "supernet.unpaired_choices": (4, 6, 8, 12, 16), "supernet.steps": 1000,
                             "search.budget_widths": (6, 8), "search.population": 10, "search.generations": 3,
                             "search.finetune_steps": 250, "supernet.sampler": "uniform", "teacher.speed_ups": (),
                             "speed_ups": ("channels_last", "fused_adam")},
-                  # MUNIT with its own settings (batches of 1 image, lr 1e-4): measured on the coats task, batches
-                  # of 8 at lr 2e-4 lost the style within 1500-4000 steps (held-out diversity 1.1-1.3 fell to
-                  # 0.01-0.1), batches of 1 kept it (0.9-1.9). Either way 2500 steps are a fraction of MUNIT's 1M:
-                  # the teacher is far from the floor, its style reader barely trained (notebook 07 prints both).
                   "munit": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 2500, "teacher.seeds": (0,),
                             "teacher.d_norm": "none", "data.batch_size": 1, "optim.lr": 1e-4, "student.ngf": 6,
                             "student.ndf": 0,

@@ -128,9 +128,8 @@ def _deferred_stop():
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether ``device`` computes bfloat16 convolutions natively: a CUDA GPU with bf16 support, or a CPU with AMX
-    tiles (Intel Sapphire Rapids and later), where oneDNN runs them on the matrix unit. Measured on such a CPU
-    (`python -m gclib bench --train`, one thread, 32x32): the laptop pix2pix teacher's step takes 0.64x its
-    float32 time, a CycleGAN step of 8 images 0.51x, while the small separable students' steps take longer."""
+    tiles (Intel Sapphire Rapids and later), where oneDNN runs them on the matrix unit: there the dense teachers'
+    steps get faster and the small separable students' slower (`python -m gclib bench --train` shows which)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
