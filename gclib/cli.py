@@ -128,7 +128,7 @@ def _cmd_macs(args) -> int:
     from .metrics import count_macs, count_params
     family = get_family(args.family)
     size = _image_size(args.size)
-    given = {"n_blocks": args.blocks, "label_nc": args.classes}                    # the structure options
+    given = {"n_blocks": args.blocks, "label_nc": args.classes, "n_up": args.upsamplings}   # structure options
     accepted = inspect.signature(family.teacher).parameters
     arch = {k: v for k, v in given.items() if k in accepted and v is not None}
     where = ", ".join(f"{k} {v}" for k, v in arch.items())
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--size", default="256", help="image size, HEIGHT or HEIGHTxWIDTH (e.g. 256x512)")
     m.add_argument("--ngf", type=int, default=64, help="the teacher's base width")
     m.add_argument("--blocks", type=int, default=None, help="resnet: residual blocks (default 9)")
+    m.add_argument("--upsamplings", type=int, default=None,
+                   help="spade: x2 upsamplings (default 6, the official cityscapes 'more'; 5 is 'normal')")
     m.add_argument("--classes", type=int, default=None,
                    help="spade: label-map channels (default 36: cityscapes' 35 classes + instance edges)")
     m.set_defaults(func=_cmd_macs)

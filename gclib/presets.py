@@ -148,7 +148,7 @@ class ProfilingPart:
 class SpadePart:
     """The SPADE (GauGAN) family's structure besides its widths (``preset.family == "spade"``, notebook 06)."""
     label_nc: int = 0          # label map channels (cityscapes: 35 classes + 1 instance edge); 0: the embedded facades'
-    n_up: int = 0              # x2 upsamplings after the label map's shrunk grid (the paper's 5); 0: as many as leave a
+    n_up: int = 0              # x2 upsamplings after the label map's shrunk grid (cityscapes: 6, 'more'); 0: up to 5 that leave a
                                # grid of at least 4x4 (3 at 32x32, 5 from 128 on): the mobile SPADE's InstanceNorm
                                # needs more than one value per channel
     vgg_weights: str = ""      # torchvision's vgg19-dcbb9e9d.pth for GauGAN's VGG perceptual loss (checked, never
@@ -351,6 +351,8 @@ def validate(p: Preset) -> None:
               "non-negative (0: the recipe's)")
     if not 0 <= p.search.mutation_prob <= 1:
         _fail(p, "search.mutation_prob", p.search.mutation_prob, "between 0 and 1")
+    if p.spade.n_up > 6:
+        _fail(p, "spade.n_up", p.spade.n_up, "at most 6 (SPADE's 'more'; 0: as many as the image size allows, up to 5)")
     if not p.profiling.resolutions or any(r < 8 or r % 4 for r in p.profiling.resolutions):
         _fail(p, "profiling.resolutions", p.profiling.resolutions, "multiples of 4, at least 8")
 
@@ -452,7 +454,7 @@ PRESETS: dict[str, Preset] = {
             "edges2shoes": {"teacher.ndf": 128, "data.batch_size": 4, "optim.decay_fraction": 0.75,
                             "search.mutation_children": 50, "search.crossover_children": 50,
                             "search.budget_gmacs": (4.9,)},
-            "cityscapes": {"teacher.ndf": 128, "optim.decay_fraction": 0.6,
+            "cityscapes": {"teacher.ndf": 128, "optim.decay_fraction": 0.6, "spade.label_nc": 36, "spade.n_up": 6,
                            "search.mutation_children": 50, "search.crossover_children": 50,
                            "search.budget_gmacs": (5.7,)},
             "maps": {"teacher.ndf": 128, "optim.decay_fraction": 0.67, "student.lambda_recon": 10.0,

@@ -4,18 +4,20 @@ Config ``c0_..._c7`` = ``[fc, head_0, G_middle_0, G_middle_1, up_0, up_1, up_2, 
 :mod:`gclib.families.spade.networks`). Official choice sets (GAN Compression's ``channels-48`` for cityscapes): entries
 0-4 from {32, 40, 48}, 5-7 from {24, 32, 40, 48}; the wider ``channels-64`` set adds 64. Structural settings
 (``arch``): ``label_nc``, the label map's channels (cityscapes: 35 classes + 1 instance-edge channel = 36), and
-``n_up``, the x2 upsamplings (the paper's 5). At 256x512, cityscapes (torchprofile, today's version):
+``n_up``, the x2 upsamplings (SPADE's ``num_upsampling_layers``: 'normal' 5, 'more' 6). The official cityscapes
+GauGAN runs 'more': ``G_middle_1`` is upsampled too, so ``head_0`` and ``G_middle_0`` work at a quarter of the area
+they have with 'normal'. At 256x512 (torchprofile and the closed form below agree):
 
-==========================================  ========  ========
-model                                       G MACs    M params
-==========================================  ========  ========
-teacher, ngf 64, 35 label channels          292.2     93.02
-teacher, ngf 64, 36 label channels          292.8     93.05
-released ``32_32_32_48_32_24_24_32``, 35    33.29     20.16
-==========================================  ========  ========
+==============================================  ========  ========
+model                                           G MACs    M params
+==============================================  ========  ========
+teacher, ngf 64, 36 label channels, 'more'      281.41    93.05
+released ``32_32_32_48_32_24_24_32``, 'more'    31.21     20.2
+teacher, ngf 64, 35 label channels, 'normal'    292.21    93.02
+==============================================  ========  ========
 
-The parameter counts are the paper's (93.0 M, 20.2 M); the paper reports 281 G and 31.3 G MACs, 4% and 6% fewer
-than torchprofile counts for the same layers today (convolutions alone already make 292.1 G of the teacher's).
+The paper's 281 G and 31.3 G are the first two rows; its COCO-Stuff GauGAN ('normal', 184 label channels, 256x256)
+counts 191.21 G, as the official code's.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from torch import nn
 
 from ...nn.elastic import slice_state_dict, strongest_channels
 from ..base import Family, image_hw
-from .networks import (BLOCK_MULT, BLOCKS, PAPER_UPSAMPLINGS, MobileSPADEGenerator, SPADEGenerator,
+from .networks import (BLOCK_MULT, BLOCKS, CITYSCAPES_UPSAMPLINGS, NORMAL_UPSAMPLINGS, MobileSPADEGenerator,
+                       SPADEGenerator,
                        SuperMobileSPADEGenerator, config_widths, recalibrate,
                        upsampled_blocks)
 
@@ -74,13 +77,13 @@ class SpadeFamily(Family):
 
     def arch(self, preset) -> dict:
         """``label_nc``: ``preset.spade.label_nc``, or the embedded facades' label classes; ``n_up``:
-        ``preset.spade.n_up``, or the paper's 5 capped so the latent grid keeps at least 4x4 cells."""
+        ``preset.spade.n_up``, or SPADE's 'normal' 5 capped so the latent grid keeps at least 4x4 cells."""
         from ...data import LABELS
-        n_up = preset.spade.n_up or max(0, min(PAPER_UPSAMPLINGS, int(math.log2(preset.data.image_size)) - 2))
+        n_up = preset.spade.n_up or max(0, min(NORMAL_UPSAMPLINGS, int(math.log2(preset.data.image_size)) - 2))
         return {"label_nc": preset.spade.label_nc or len(LABELS), "n_up": n_up}
 
     def config_macs(self, config, image_size, label_nc: int = CITYSCAPES_LABEL_NC,
-                    n_up: int = PAPER_UPSAMPLINGS) -> int:
+                    n_up: int = CITYSCAPES_UPSAMPLINGS) -> int:
         """Closed-form MACs of the mobile sub-network ``config`` (see :func:`generator_macs`)."""
         w = config_widths(self.parse(config))
         inputs = block_inputs(w)
@@ -91,7 +94,7 @@ class SpadeFamily(Family):
         return generator_macs(w["fc"], blocks, image_size, label_nc, n_up, separable=True)
 
     def teacher_macs(self, ngf: int, image_size, label_nc: int = CITYSCAPES_LABEL_NC,
-                     n_up: int = PAPER_UPSAMPLINGS) -> int:
+                     n_up: int = CITYSCAPES_UPSAMPLINGS) -> int:
         """Closed-form MACs of the dense teacher of width ``ngf``."""
         blocks, fin = {}, 16 * ngf
         for name in BLOCKS:
@@ -100,13 +103,13 @@ class SpadeFamily(Family):
         return generator_macs(16 * ngf, blocks, image_size, label_nc, n_up, separable=False)
 
     def teacher(self, ngf: int = 64, label_nc: int = CITYSCAPES_LABEL_NC,
-                n_up: int = PAPER_UPSAMPLINGS) -> SPADEGenerator:
+                n_up: int = CITYSCAPES_UPSAMPLINGS) -> SPADEGenerator:
         return SPADEGenerator(ngf, label_nc, n_up)
 
-    def student(self, config, label_nc: int = CITYSCAPES_LABEL_NC, n_up: int = PAPER_UPSAMPLINGS):
+    def student(self, config, label_nc: int = CITYSCAPES_LABEL_NC, n_up: int = CITYSCAPES_UPSAMPLINGS):
         return MobileSPADEGenerator(config, label_nc, n_up)
 
-    def supernet(self, max_width: int, label_nc: int = CITYSCAPES_LABEL_NC, n_up: int = PAPER_UPSAMPLINGS):
+    def supernet(self, max_width: int, label_nc: int = CITYSCAPES_LABEL_NC, n_up: int = CITYSCAPES_UPSAMPLINGS):
         return SuperMobileSPADEGenerator(max_width, label_nc, n_up)
 
     def extract(self, supernet: SuperMobileSPADEGenerator, config=None) -> MobileSPADEGenerator:

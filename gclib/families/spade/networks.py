@@ -52,7 +52,8 @@ from ..base import encode, parse_widths, parse_within
 BLOCKS = ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3")
 # each block's output width as a multiple of nf (teacher) or of its config entry (mobile)
 BLOCK_MULT = {"head_0": 16, "G_middle_0": 16, "G_middle_1": 16, "up_0": 8, "up_1": 4, "up_2": 2, "up_3": 1}
-PAPER_UPSAMPLINGS = 5   # official 'normal': the latent grid is 1/32 of the image
+NORMAL_UPSAMPLINGS = 5   # SPADE's 'normal' (COCO-Stuff, ADE20K): the latent grid is 1/32 of the image
+CITYSCAPES_UPSAMPLINGS = 6   # official 'more' (the cityscapes GauGAN the paper compresses): 1/64
 
 
 def config_widths(values: Sequence[int]) -> dict[str, int]:
@@ -67,8 +68,9 @@ def config_widths(values: Sequence[int]) -> dict[str, int]:
 
 
 def upsampled_blocks(n_up: int) -> set[str]:
-    """The blocks whose input is upsampled x2 first. The paper's five: G_middle_0 and up_0..up_3."""
-    order = ("up_3", "up_2", "up_1", "up_0", "G_middle_0")
+    """The blocks whose input is upsampled x2 first. SPADE's ``num_upsampling_layers``: 'normal', five (G_middle_0
+    and up_0..up_3: COCO-Stuff, ADE20K); 'more', six (G_middle_1 too: the official cityscapes GauGAN)."""
+    order = ("up_3", "up_2", "up_1", "up_0", "G_middle_0", "G_middle_1")
     if not 0 <= n_up <= len(order):
         raise ValueError(f"n_up = {n_up} upsamplings: a SPADE generator has between 0 and {len(order)}")
     return set(order[:n_up])
@@ -168,7 +170,7 @@ class SPADEGenerator(_Generator):
     """The teacher: dense SPADE blocks of widths ``16 nf .. nf``, SPADE hidden width ``2 nf`` (the paper's: nf 64,
     93.0 M parameters; cityscapes label maps have 35 classes + the instance-edge channel; MACs in ``family.py``)."""
 
-    def __init__(self, ngf: int = 64, label_nc: int = 36, n_up: int = PAPER_UPSAMPLINGS):
+    def __init__(self, ngf: int = 64, label_nc: int = 36, n_up: int = CITYSCAPES_UPSAMPLINGS):
         super().__init__()
         self.ngf, self.label_nc, self.n_up = ngf, label_nc, n_up
         blocks, fin = {}, 16 * ngf
@@ -186,7 +188,7 @@ class MobileSPADEGenerator(_Generator):
     """The mobile student at the widths of an 8-entry config (see the module's docstring). ``width_slots`` names,
     for every conv whose output width the config sets, which width it takes (the supernet reads it)."""
 
-    def __init__(self, config: str | Sequence[int], label_nc: int = 36, n_up: int = PAPER_UPSAMPLINGS):
+    def __init__(self, config: str | Sequence[int], label_nc: int = 36, n_up: int = CITYSCAPES_UPSAMPLINGS):
         super().__init__()
         values = parse_widths(config, 8, "spade")
         self.config, self.label_nc, self.n_up = encode(values), label_nc, n_up
@@ -218,7 +220,7 @@ class SuperMobileSPADEGenerator(MobileSPADEGenerator):
     sets the active widths of the next forward passes. Its BatchNorms use the first k running statistics, so a
     sub-network's statistics live inside the supernet's; :func:`recalibrate` re-computes them per sub-network."""
 
-    def __init__(self, max_width: int = 64, label_nc: int = 36, n_up: int = PAPER_UPSAMPLINGS):
+    def __init__(self, max_width: int = 64, label_nc: int = 36, n_up: int = CITYSCAPES_UPSAMPLINGS):
         super().__init__([max_width] * 8, label_nc, n_up)
         self.max_width = max_width
         make_elastic(self)
