@@ -75,6 +75,17 @@ def set_aside(path: str | Path, reason: str) -> Path:
     raise FileExistsError(f"could not find a free name to set {path} aside")
 
 
+def remove_partial_writes(path: str | Path) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write_bytes` left for ``path`` (``.NAME.*.tmp``): never
+    a finished file, only the halves of ones that were never renamed into place. Call it holding the artifact's lock
+    (:func:`artifact_lock`), so no live writer's file is taken."""
+    path = Path(path)
+    leftovers = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+    return leftovers
+
+
 class ArtifactBusy(RuntimeError):
     """Another process is training this artifact right now."""
 

@@ -22,6 +22,27 @@ def _cmd_run(args) -> int:
 
 
 TRAIN_STAGES = ("teacher", "student", "supernet", "finetune")
+MAX_SIDE = 4096   # pixels: larger images would not fit a batch of one in memory on a course machine
+
+
+def _at_least(flag: str, value, low: int, what: str = "") -> None:
+    if value is not None and value < low:
+        raise ValueError(f"{flag} must be at least {low}{what}, not {value}")
+
+
+def _device(name: str):
+    """``auto``, ``cpu`` or ``cuda[:N]`` as a torch device; a GPU that is not there is named, not a traceback."""
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is visible to PyTorch here (torch.cuda.is_available() is "
+                         f"False); use --device cpu, or auto to take a GPU when there is one")
+    return device
 
 
 def _cmd_train(args) -> int:
@@ -37,6 +58,7 @@ def _cmd_train(args) -> int:
     from .families import get_family
     from .presets import notebook_preset
     from .recipes.distill import TeacherCache, VARIANTS
+    _at_least("--seed", args.seed, 0)
     cfg = notebook_preset(args.preset, args.task, args.dataset_root, parse_settings(args.set))
     # every flag is checked here, before any training (a bad one must not cost a teacher's training first)
     if args.stage == "student" and args.variant not in VARIANTS:
@@ -50,7 +72,7 @@ def _cmd_train(args) -> int:
         spaces = [cfg.supernet.space(family, p) for p in ((paired,) if paired is not None else (True, False))]
         if not any(space.contains(args.config) for space in spaces):
             spaces[0].parse(args.config)     # raises, naming the entry and the widths it may take
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args.device)
     rank, world_size = _start_distributed(device)
     if world_size > 1:
         if device.type == "cuda":
@@ -128,6 +150,9 @@ def _cmd_macs(args) -> int:
     from .metrics import count_macs, count_params
     family = get_family(args.family)
     size = _image_size(args.size)
+    for flag, value, low in (("--ngf", args.ngf, 1), ("--blocks", args.blocks, 1), ("--classes", args.classes, 1),
+                             ("--upsamplings", args.upsamplings, 0)):
+        _at_least(flag, value, low)
     given = {"n_blocks": args.blocks, "label_nc": args.classes, "n_up": args.upsamplings}   # structure options
     accepted = inspect.signature(family.teacher).parameters
     arch = {k: v for k, v in given.items() if k in accepted and v is not None}
@@ -150,8 +175,9 @@ def _image_size(text: str) -> tuple[int, int]:
         size = (int(h), int(w or h))
     except ValueError:
         raise ValueError(f"--size {text!r}: give pixels as HEIGHT or HEIGHTxWIDTH, e.g. 256 or 256x512") from None
-    if min(size) < 1:
-        raise ValueError(f"--size {text!r}: sizes must be positive")
+    if min(size) < 8 or max(size) > MAX_SIDE or any(side % 4 for side in size):
+        raise ValueError(f"--size {text!r}: each side must be a multiple of 4 from 8 to {MAX_SIDE} pixels (the "
+                         f"generators halve an image twice and double it back: other sides come out a different size)")
     return size
 
 
@@ -172,9 +198,13 @@ def _cmd_bench(args) -> int:
     import torch
 
     from .profiling import TECHNIQUES, bench, train_throughput
+    _at_least("--batch", args.batch, 1)
+    _at_least("--repeats", args.repeats, 1)
+    _at_least("--threads", args.threads, 0)
+    _image_size(str(args.size))
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(args.device).type
     if args.train:
         from .profiling import TRAIN_BENCH_TECHNIQUES
         techniques = args.techniques.split(",") if args.techniques else list(TRAIN_BENCH_TECHNIQUES)

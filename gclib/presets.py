@@ -266,6 +266,8 @@ def validate(p: Preset) -> None:
     for part in PARTS:   # NaN and infinity slip through every comparison below: refuse them first, by name
         for f in fields(PARTS[part]):
             value = getattr(getattr(p, part), f.name)
+            if isinstance(f.default, tuple) and not isinstance(value, tuple):
+                _fail(p, f"{part}.{f.name}", value, f"a list of values, e.g. {list(f.default) or [1]}")
             values = value if isinstance(value, (tuple, list)) else (value,)
             if any(isinstance(v, float) and not math.isfinite(v) for v in values):
                 _fail(p, f"{part}.{f.name}", value, "finite (not NaN or infinite)")

@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
-from .artifacts import artifact_lock, load_artifact, save_artifact, set_aside
+from .artifacts import artifact_lock, load_artifact, remove_partial_writes, save_artifact, set_aside
 from .data import TaskData
 from .families import get_family
 from .nn.gan import NLayerDiscriminator, init_weights, narrow_discriminator
@@ -143,6 +143,9 @@ def load_or_train(stage: Stage, runs_dir: str | Path, make_trainer: Callable[[Pa
             found = read_artifact(path, stage)     # finished by another run between our first look and the lock
             if found is not None:
                 return found
+        if rank == 0:   # halves of files a killed run was writing (checkpoint-sized): ours to clear under the lock
+            for p in (path, path.with_suffix(".train.pt")):
+                remove_partial_writes(p)
         trainer = make_trainer(path.with_suffix(".train.pt")).speed_up(speed_ups)
         trainer.fit(train, eval_fn, progress=progress)
         weights = trainer.published_weights()

@@ -476,3 +476,26 @@ def test_non_finite_values_are_refused_naming_the_field(field):
     value = {"search.budget_gmacs": [float("nan")], "search.first_weights": [1.0, float("inf")]}.get(field, float("nan"))
     with pytest.raises(ValueError, match=f"{field} must be"):
         get_preset("smoke", {field: value})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--batch", "0"], "--batch must be at least 1, not 0"),
+    (["bench", "--batch", "-2"], "--batch must be at least 1"),
+    (["bench", "--size", "7"], "--size '7': each side must be a multiple of 4"),
+    (["macs", "teacher", "--size", "7"], "--size '7'"),
+    (["macs", "teacher", "--size", "100000"], "from 8 to 4096 pixels"),
+    (["macs", "teacher", "--ngf", "0"], "--ngf must be at least 1"),
+    (["train", "teacher", "--preset", "smoke", "--seed", "-1"], "--seed must be at least 0"),
+    (["train", "teacher", "--preset", "smoke", "--set", "supernet.choices=16"], "supernet.choices must be a list"),
+])
+def test_bad_flags_get_a_message_naming_them_not_a_traceback(argv, message, capsys, tmp_path):
+    assert main(argv + (["--out", str(tmp_path)] if argv[0] == "train" else [])) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_gpu_is_named(capsys, tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["train", "teacher", "--preset", "smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err

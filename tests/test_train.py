@@ -244,3 +244,14 @@ def test_teacher_speed_ups_apply_to_the_teacher_alone_and_leave_its_key(tmp_path
     assert load_artifact(student.artifact.path)["computed"] == {**computed, "speed_ups": [], "autocast": ""}
     with pytest.raises(ValueError, match="teacher.speed_ups"):
         get_preset("smoke", {"teacher.speed_ups": ["warp"]})
+
+
+def test_halves_of_files_a_killed_run_was_writing_are_cleared_when_training_resumes(tmp_path):
+    cfg = get_preset("smoke", TINY)
+    splits = load_task("facades", cfg)
+    name = stages.teacher_stage(cfg, splits).filename
+    other = tmp_path / ".somebody_elses.pt.abc.tmp"
+    for leftover in (tmp_path / f".{name}.x1y2.tmp", tmp_path / f".{name[:-3]}.train.pt.q9.tmp", other):
+        leftover.write_bytes(b"half a checkpoint")
+    stages.teacher(cfg, splits, tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == [other.name]    # another artifact's: not ours to take
