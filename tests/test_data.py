@@ -489,3 +489,13 @@ def test_a_real_dataset_keeps_its_statistics_in_data_stats(tmp_path, monkeypatch
     embedded = gdata.load_task("facades", get_preset("smoke"))
     metrics.split_scorer(embedded, "test", Mean(), resamples=0)
     assert len(list((tmp_path / "data" / "stats").iterdir())) == len(cached)   # embedded splits are not cached
+
+
+def test_a_truncated_embedded_cache_is_set_aside_and_generated_again(tmp_path):
+    from gclib.data import load_embedded
+    first = load_embedded("facades", "test", 4, 32, data_dir=tmp_path)
+    cached = next((tmp_path / "embedded").glob("*.npz"))
+    cached.write_bytes(cached.read_bytes()[:100])          # a kill mid-write on a filesystem without atomic renames
+    again = load_embedded("facades", "test", 4, 32, data_dir=tmp_path)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert any(p.name.startswith(cached.stem + ".unreadable-") for p in (tmp_path / "embedded").iterdir())

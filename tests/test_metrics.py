@@ -400,3 +400,15 @@ def test_real_statistics_are_extracted_once_and_never_served_stale(tmp_path):
     assert net.calls == 2                                                       # one changed pixel: new features
     doubled = extract_cached(Counting(2.0), images, tmp_path)
     assert (doubled == 2 * first).all()                                         # other weights: not served stale
+
+
+def test_truncated_cached_features_are_set_aside_and_computed_again(tmp_path, capsys):
+    from gclib.metrics.distribution import extract_cached
+    extractor = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    images = torch.rand(6, 3, 16, 16)
+    first = extract_cached(extractor, images, tmp_path)
+    cached = next(tmp_path.glob("*.npy"))
+    cached.write_bytes(cached.read_bytes()[:40])
+    again = extract_cached(extractor, images, tmp_path)
+    assert np.allclose(first, again) and cached.name in capsys.readouterr().out      # the message names the file
+    assert any(".unreadable-" in p.name for p in tmp_path.iterdir())

@@ -186,3 +186,15 @@ def test_paper_choice_sets():
     assert RESNET.space().size == 390_625
     from gclib.families.resnet import FAST_PIX2PIX_CHOICES
     assert RESNET.space(FAST_PIX2PIX_CHOICES).size == 5_764_801
+
+
+def test_a_checkpoint_that_does_not_fit_is_described_not_told_to_build_itself():
+    from gclib.families.resnet import ResnetGenerator
+    net = ResnetGenerator(ngf=8, n_blocks=2)
+    other = ResnetGenerator(ngf=16, n_blocks=3).state_dict()
+    with pytest.raises(RuntimeError, match="stem width 16 and 3 residual blocks. Build that architecture"):
+        net.load_state_dict(other)
+    without_a_bias = {k: v for k, v in net.state_dict().items() if k != "model.1.bias"}
+    with pytest.raises(RuntimeError, match="has the shape of .* but not all of its tensors.*model.1.bias") as e:
+        net.load_state_dict(without_a_bias)
+    assert "Build that architecture" not in str(e.value)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import atomic_write_bytes
+from ..artifacts import atomic_write_bytes, set_aside
 
 SPLITS = ("train", "heldout", "test")
 EMBEDDED_VERSION = 3  # part of the cache file names: v2 adds the label maps, v3 the unpaired task's oracle
@@ -327,8 +327,12 @@ def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,
     root = Path(data_dir) if data_dir else default_data_dir()
     path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}_v{EMBEDDED_VERSION}.npz"
     if path.exists():
-        with np.load(path) as z:
-            return dict(z)
+        try:
+            with np.load(path) as z:
+                return dict(z)
+        except Exception as e:   # truncated by a kill or a full disk: regenerated (it is a pure function of seed)
+            moved = set_aside(path, "unreadable")
+            print(f"could not read {path} ({type(e).__name__}: {e}); set aside as {moved.name}, generating it again")
     arrays = generate_embedded(task, split, n, size, seed)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

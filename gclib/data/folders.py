@@ -46,7 +46,8 @@ def carve(files: list[Path], holdout: int, part: str) -> list[Path]:
         return [] if part == "heldout" else list(files)
     if holdout >= len(files):
         raise DatasetError(f"cannot set {holdout} of the {len(files)} training images of {files[0].parent} apart as "
-                           f"the held-out split and still train on some: lower data.n_heldout")
+                           f"the held-out split and still train on some: add training images, or set the preset "
+                           f"field data.n_heldout (--set data.n_heldout=N) below {len(files)}")
     ranked = sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
     held = set(ranked[:holdout])
     return [f for f in files if (f in held) == (part == "heldout")]

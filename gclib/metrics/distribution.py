@@ -130,7 +130,16 @@ def extract_cached(extractor: nn.Module, images: torch.Tensor, cache_dir: str | 
     n, _, height, width = images.shape
     path = Path(cache_dir) / f"{extractor_name(extractor)}_{n}x{height}x{width}_{h.hexdigest()[:16]}.npy"
     if path.exists():
-        return np.load(path)
+        try:
+            features = np.load(path)
+            if features.shape[0] == n:
+                return features
+            raise ValueError(f"{features.shape[0]} rows for {n} images")
+        except Exception as e:   # truncated or foreign: set aside (named), the features are computed again
+            from ..artifacts import set_aside
+            moved = set_aside(path, "unreadable")
+            print(f"could not read the cached features {path} ({type(e).__name__}: {e}); set aside as "
+                  f"{moved.name}, computing them again")
     features = extract(extractor, images, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -125,9 +125,15 @@ class _Generator(nn.Module):
         try:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         except RuntimeError as e:
-            raise RuntimeError(f"this state dict does not fit {self.describe()}: it looks like "
-                               f"{describe_state_dict(state_dict)}. Build that architecture to load it "
-                               f"(details: {str(e).splitlines()[0][:300]})") from None
+            details = " ".join(str(e).split())[:400]
+            found, own = describe_state_dict(state_dict), describe_state_dict(self.state_dict())
+            if found == own:     # same kind, stem and blocks: the difference is inside, say where
+                raise RuntimeError(f"this state dict has the shape of {self.describe()} ({found}) but not all of its "
+                                   f"tensors: {details}. A checkpoint of another code base may name or size a layer "
+                                   f"differently (e.g. a ResnetBlock without its dropout slot puts the second conv "
+                                   f"at conv_block.5, not .6)") from None
+            raise RuntimeError(f"this state dict does not fit {self.describe()} ({own}): it holds {found}. Build "
+                               f"that architecture to load it (details: {details})") from None
 
     def describe(self) -> str:
         raise NotImplementedError
