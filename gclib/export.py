@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .artifacts import atomic_write_bytes, load_artifact, save_artifact
+from .artifacts import atomic_write_bytes, load_artifact
 from .families import get_family
 
 
@@ -32,18 +32,25 @@ def export(G: nn.Module, folder, name: str, image_size: int, family: str = "resn
     meta = {"family": family, "config": G.config, "arch": G.arch, "image_size": image_size,
             "inputs": list(fam.export_names), "GMACs": count_macs(G, inputs=counted) / 1e9, **(extra or {})}
     paths = {"weights": folder / f"{name}.pt", "program": folder / f"{name}.pt2", "onnx": folder / f"{name}.onnx"}
-    save_artifact(paths["weights"], {"meta": meta, "weights": G.state_dict()})
+    # all three are made in memory first and written only when all three succeeded: a failed re-export leaves the
+    # previous set whole, never a mix of new and old files
+    blobs = {}
+    buffer = io.BytesIO()
+    torch.save({"meta": meta, "weights": G.state_dict()}, buffer)
+    blobs["weights"] = buffer.getvalue()
     batch = torch.export.Dim("batch")                             # any batch size, not only the example's
     program = torch.export.export(G, example, dynamic_shapes=tuple({0: batch} for _ in example))
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
-    atomic_write_bytes(paths["program"], buffer.getvalue())
+    blobs["program"] = buffer.getvalue()
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the exporter reports its version choices
         warnings.simplefilter("ignore")
         torch.onnx.export(G, example, buffer, input_names=list(fam.export_names), output_names=["B"], dynamo=False,
                           dynamic_axes={**{name: {0: "batch"} for name in fam.export_names}, "B": {0: "batch"}})
-    atomic_write_bytes(paths["onnx"], buffer.getvalue())
+    blobs["onnx"] = buffer.getvalue()
+    for kind, path in paths.items():
+        atomic_write_bytes(path, blobs[kind])
     return paths
 
 

@@ -111,3 +111,19 @@ def test_export_reloads_to_the_same_outputs(family, tmp_path):
         assert torch.equal(load_exported(tmp_path, "best")(*x), expected)
     for form, out in exported_outputs(paths, x).items():
         assert (out - expected).abs().max() < 1e-4, form
+
+
+def test_a_failed_re_export_leaves_the_previous_set_whole(family, tmp_path, monkeypatch):
+    t = TINY[family.name]
+    torch.manual_seed(0)
+    sup = init_weights(family.supernet(t["max_width"], **t["arch"]))
+    sub = family.extract(sup, family.space(t["choices"]).smallest()).eval()
+    paths = export(sub, tmp_path, "best", t["size"], family.name)
+    before = {k: p.read_bytes() for k, p in paths.items()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the ONNX exporter failed")
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(RuntimeError, match="ONNX exporter failed"):
+        export(init_weights(sub), tmp_path, "best", t["size"], family.name)     # other weights, a failing export
+    assert {k: p.read_bytes() for k, p in paths.items()} == before
