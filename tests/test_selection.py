@@ -71,3 +71,18 @@ def test_selection_score_of_a_supernet_is_the_mean_over_its_reference_subnetwork
     assert selection_score({"fid@largest": 10.0, "fid@smallest": 20.0, "kid@largest": 1.0}, "fid") == 15.0
     assert selection_score({"fid": 3.0, "raw_fid": 9.0}, "fid") == 3.0
     assert selection_score({"kid": 3.0}, "fid") is None
+
+
+def test_the_raw_weights_are_kept_when_they_score_better_than_the_average(tmp_path):
+    data = _data("facades").train
+    cfg = TrainConfig(steps=4, batch_size=2, ckpt_every=100, eval_every=2, ema_images=4, select="fid")
+    calls = []
+
+    def eval_fn(G):          # steps 2 and 4, the average first: the raw weights of step 4 score best
+        calls.append({k: v.clone() for k, v in G.state_dict().items()})
+        return {"fid": [5.0, 6.0, 4.0, 1.0][len(calls) - 1]}
+    tr = Pix2PixTrainer(_nets(True), cfg, tmp_path / "t.pt").fit(data, eval_fn, progress=False)
+    assert tr.selected()["of"] == "raw" and tr.selected()["step"] == 4 and tr.selected()["score"] == 1.0
+    published = tr.published_weights()["G"]
+    assert all(torch.equal(published[k], calls[3][k]) for k in published)
+    assert all(torch.equal(published[k], tr.nets["G"].state_dict()[k]) for k in published)   # raw at the end

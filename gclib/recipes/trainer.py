@@ -318,17 +318,27 @@ class Trainer:
             G.load_state_dict(raw)
 
     def evaluate(self, eval_fn: EvalFn) -> None:
-        """Score the published generator on held-out (with an average, the raw weights too, as ``raw_<score>``, so
-        the two can be compared); with ``cfg.select``, keep the weights of the best evaluation so far."""
+        """Score the generator on held-out: with an average, both the average (``<score>``) and the raw weights
+        (``raw_<score>``), so the two can be compared. With ``cfg.select``, keep the weights of the best evaluation
+        so far, the average's or the raw ones', whichever scored better: neither wins everywhere (an average can mix
+        the phases of an oscillating GAN into muted images, the raw weights can sit on a spike)."""
         with self.averaged() as G:
             scores = dict(eval_fn(G))
-            kept = {k: v.detach().clone() for k, v in self.generator_weights(G).items()}
+            candidates = [("average" if self.average is not None else "last", scores,
+                           {k: v.detach().clone() for k, v in self.generator_weights(G).items()})]
         if self.average is not None:
-            scores.update({f"raw_{k}": v for k, v in eval_fn(self.generator).items()})
+            raw = dict(eval_fn(self.generator))
+            scores.update({f"raw_{k}": v for k, v in raw.items()})
+            candidates.append(("raw", raw, None))
         self.evals.append({"step": self.step, **scores})
-        value = selection_score(scores, self.cfg.select) if self.cfg.select else None
-        if value is not None and (self.best is None or value < self.best["score"]):
-            self.best = {"step": self.step, "score": value, "G": kept}
+        if not self.cfg.select:
+            return
+        for kind, kind_scores, weights in candidates:
+            value = selection_score(kind_scores, self.cfg.select)
+            if value is not None and (self.best is None or value < self.best["score"]):
+                if weights is None:
+                    weights = {k: v.detach().clone() for k, v in self.generator_weights(self.generator).items()}
+                self.best = {"step": self.step, "score": value, "of": kind, "G": weights}
 
     def published_weights(self) -> dict[str, dict]:
         """The artifact's weights: ``final_weights()`` with the generator replaced by the best held-out evaluation's
@@ -344,8 +354,8 @@ class Trainer:
     def selected(self) -> dict:
         """Which weights the artifact keeps: ``{"weights": "best"|"average"|"last", "step": .., "score": ..}``."""
         if self.best is not None:
-            return {"weights": "best", "step": self.best["step"], "metric": self.cfg.select,
-                    "score": self.best["score"], "average": self.average is not None}
+            return {"weights": "best", "of": self.best.get("of", "average"), "step": self.best["step"],
+                    "metric": self.cfg.select, "score": self.best["score"], "average": self.average is not None}
         return {"weights": "average" if self.average is not None else "last", "step": self.step}
 
     # -- checkpointing -------------------------------------------------------------------------------------------
