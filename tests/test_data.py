@@ -224,7 +224,7 @@ def test_the_held_out_split_is_never_the_test_split(tmp_path):
     u = make_unaligned(tmp_path / "h2z")
     ds = UnalignedFolder(u, "train", load_size=16, crop_size=16, holdout=1, part="heldout")
     assert (len(ds.files_A), len(ds.files_B)) == (1, 1)
-    with pytest.raises(DatasetError, match="lower data.n_heldout"):
+    with pytest.raises(DatasetError, match="set the preset field data.n_heldout"):
         AlignedFolder(root, "train", holdout=10, part="train")
 
 
@@ -377,11 +377,11 @@ def test_a_damaged_archive_is_not_pinned_and_a_second_run_recovers(tmp_path, ser
     serve_dir, base = server
     payload = _tar_of_aligned(tmp_path)
     (serve_dir / "facades.tar.gz").write_bytes(payload[:60])      # gzip magic, but cut short: does not unpack
-    with pytest.raises(DatasetError, match="could not unpack"):
+    with pytest.raises(DatasetError, match="is damaged.*set aside.*Run the same command again"):
         gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
     archive = tmp_path / "dl" / "archives" / "facades.tar.gz"
     assert not archive.with_name("facades.tar.gz.sha256").exists()  # its digest was not recorded as the truth
-    archive.unlink()                                                # what the error message says to do
+    assert not archive.exists()                                     # set aside: the next run downloads anew
     (serve_dir / "facades.tar.gz").write_bytes(payload)
     path = gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
     assert len(AlignedFolder(path, "train")) == 3
@@ -499,3 +499,41 @@ def test_a_truncated_embedded_cache_is_set_aside_and_generated_again(tmp_path):
     again = load_embedded("facades", "test", 4, 32, data_dir=tmp_path)
     assert all(np.array_equal(first[k], again[k]) for k in first)
     assert any(p.name.startswith(cached.stem + ".unreadable-") for p in (tmp_path / "embedded").iterdir())
+
+
+def test_a_flipped_byte_is_refused_with_nothing_pinned_or_unpacked(tmp_path, server):
+    serve_dir, base = server
+    payload = bytearray(_tar_of_aligned(tmp_path))
+    payload[len(payload) // 2] ^= 0x40                       # one bit changed in transit
+    (serve_dir / "facades.tar.gz").write_bytes(bytes(payload))
+    with pytest.raises(DatasetError, match="is damaged.*nothing was unpacked or recorded"):
+        gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
+    archives = tmp_path / "dl" / "archives"
+    assert not (archives / "facades.tar.gz.sha256").exists() and not (tmp_path / "dl" / "facades").exists()
+    assert not [p for p in (tmp_path / "dl").iterdir() if p.name.startswith(".facades")]   # no half-unpacked folder
+
+
+def test_a_part_file_of_another_version_joined_to_this_one_is_refused(tmp_path, server):
+    serve_dir, base = server
+    old, new = _tar_of_aligned(tmp_path / "old"), _tar_of_aligned(tmp_path / "new")
+    new = new[:-9] + b"\x00" * 9 if old == new else new       # two versions of the archive that differ
+    (serve_dir / "facades.tar.gz").write_bytes(new)
+    dest = tmp_path / "dl" / "archives" / "facades.tar.gz"
+    dest.parent.mkdir(parents=True)
+    dest.with_name("facades.tar.gz.part").write_bytes(old[: len(old) // 2])     # left by the old version
+    with pytest.raises(DatasetError, match="is damaged"):
+        gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
+    assert not dest.with_name("facades.tar.gz.sha256").exists()
+    path = gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")   # the advice works
+    assert len(AlignedFolder(path, "train")) == 3
+
+
+def test_a_stale_pin_says_how_to_accept_the_new_archive(tmp_path, server):
+    serve_dir, base = server
+    payload = _tar_of_aligned(tmp_path)
+    (serve_dir / "facades.tar.gz").write_bytes(payload)
+    archive = tmp_path / "dl" / "archives" / "facades.tar.gz"
+    archive.parent.mkdir(parents=True)
+    archive.with_name("facades.tar.gz.sha256").write_text("0" * 64 + "  facades.tar.gz\n")
+    with pytest.raises(DatasetError, match="recorded by an earlier download .*facades.tar.gz.sha256.*move that file"):
+        gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")

@@ -1,6 +1,7 @@
 """Downloads of the official archives: resumable, atomic, SHA-256 verified."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -9,6 +10,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +69,10 @@ def fetch(url: str, dest: str | Path, sha256: str | None = None, progress: bool 
     here: :func:`download_dataset` records it once the archive has been unpacked."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    pinned = sha256 is None and recorded_digest(dest) is not None
     sha256 = sha256 or recorded_digest(dest)
     if dest.exists():
-        _verify(dest, sha256)
+        _verify(dest, sha256, pinned=pinned)
         return dest
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -86,7 +89,7 @@ def fetch(url: str, dest: str | Path, sha256: str | None = None, progress: bool 
         raise DatasetError(f"could not download {url}: {reason}. Check the network and run the same command again "
                            f"(a partial download resumes), or download the file by hand to {dest}.") from None
     _check_kind(part, dest)
-    _verify(part, sha256, final=dest)
+    _verify(part, sha256, final=dest, pinned=pinned)
     os.replace(part, dest)
     return dest
 
@@ -139,14 +142,53 @@ def record_digest(archive: str | Path, digest: str | None = None) -> str:
     return digest
 
 
-def _verify(path: Path, sha256: str | None, final: Path | None = None) -> None:
+def _verify(path: Path, sha256: str | None, final: Path | None = None, pinned: bool = False) -> None:
     if sha256 is None:
         return
     digest = sha256_of(path)
     if digest != sha256.lower():
         bad = set_aside(path, "corrupt")
+        pin = (final or path).with_name((final or path).name + ".sha256")
+        advice = (f" The expected digest was recorded by an earlier download ({pin}): if the host has replaced the "
+                  f"archive and you trust the new one, move that file away and run again." if pinned else "")
         raise DatasetError(f"checksum mismatch for {final or path}: expected sha256 {sha256}, got {digest}. "
-                           f"The file was set aside as {bad}; download again.")
+                           f"The file was set aside as {bad}; download again.{advice}")
+
+
+def verify_archive(archive: str | Path) -> None:
+    """Read ``archive`` to its end before anything is unpacked or pinned: a gzip stream's CRC-32 and length are only
+    checked at its end, and ``tarfile`` takes a damaged header for the end of the archive, quietly unpacking part of
+    it; a zip's members are checked against their CRCs. A damaged archive (a byte flipped in transit, a download
+    joined from two versions of the file) raises :class:`DatasetError`."""
+    archive = Path(archive)
+    try:
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                raise DatasetError(f"{archive} is damaged: its member {bad!r} does not match its CRC")
+            return
+        if not archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+            raise DatasetError(f"unknown archive type: {archive}")
+        opener = (lambda: gzip.open(archive, "rb")) if archive.name.endswith((".gz", ".tgz")) else \
+            (lambda: open(archive, "rb"))
+        with opener() as f:                              # the whole stream: gzip checks its CRC at the end
+            total = 0
+            while block := f.read(1 << 20):
+                total += len(block)
+        with opener() as f:                              # every tar header, up to the last member's data
+            with tarfile.open(fileobj=f, mode="r|") as tf:
+                for _ in tf:
+                    pass
+                end = tf.offset
+        with opener() as f:                              # after it, only the zero blocks that end an archive
+            f.seek(end)
+            rest = f.read()
+        if rest.strip(b"\0"):
+            raise DatasetError(f"{archive} is damaged: a tar header at byte {end:,} of {total:,} is unreadable, so "
+                               f"only part of the archive would unpack")
+    except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{archive} is damaged ({type(e).__name__}: {e})") from None
 
 
 UNPACKED_FROM = ".unpacked-from"   # written into an unpacked dataset folder: the digest of its archive
@@ -200,6 +242,12 @@ def download_dataset(name: str, root: str | Path | None = None, url: str | None 
     marker = into / UNPACKED_FROM
     if marker.exists() and marker.read_text().split()[0] == digest:
         return into                               # unpacked from this very archive already: nothing to do
+    try:
+        verify_archive(archive)                   # before anything is unpacked or pinned
+    except DatasetError as e:
+        bad = set_aside(archive, "damaged")
+        raise DatasetError(f"{e}; set aside as {bad.name}, nothing was unpacked or recorded. Run the same command "
+                           f"again to download it anew.") from None
     extract(archive, into, digest)
     if recorded_digest(archive) is None:          # only an archive that unpacked is worth pinning
         record_digest(archive, digest)
