@@ -94,11 +94,27 @@ class CycleGANTrainer(Trainer):
         return {"G": self.nets["G_A"].state_dict(), "D": self.nets["D_B"].state_dict()}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "pools": {"A": self.pool_a.images, "B": self.pool_b.images}}
+        """Under torchrun each process keeps its own image pool (its shard's fakes): the checkpoint holds every
+        process's, gathered, so a resumed run is the uninterrupted one (all processes must call this)."""
+        pools = {"A": self.pool_a.images, "B": self.pool_b.images}
+        if self.world_size > 1:
+            import torch.distributed as dist
+            gathered: list = [None] * self.world_size
+            dist.all_gather_object(gathered, {k: [img.cpu() for img in v] for k, v in pools.items()})
+            return {**super().state_dict(), "pools": gathered}
+        return {**super().state_dict(), "pools": pools}
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
-        self.pool_a.images, self.pool_b.images = list(state["pools"]["A"]), list(state["pools"]["B"])
+        pools = state["pools"]
+        if isinstance(pools, list):           # one per process of the run that wrote it
+            if len(pools) != self.world_size:
+                raise ValueError(f"{self.ckpt_path} holds the image pools of {len(pools)} processes; resume it with "
+                                 f"as many (torchrun --nproc_per_node {len(pools)}), or start it again")
+            pools = pools[self.rank]
+        on = self.device
+        self.pool_a.images = [img.to(on) for img in pools["A"]]
+        self.pool_b.images = [img.to(on) for img in pools["B"]]
 
     def train_step(self, batch, g):
         G_A, G_B, D_A, D_B = (self.net(k) for k in ("G_A", "G_B", "D_A", "D_B"))

@@ -374,7 +374,11 @@ class Trainer:
         self.best, self.average = state.get("best"), state.get("average")
 
     def save(self) -> None:
-        save_artifact(self.ckpt_path, self.state_dict())
+        """Every process calls it (a recipe's state may be gathered from all of them, see CycleGAN's image pools);
+        the first alone writes."""
+        state = self.state_dict()
+        if self.rank == 0:
+            save_artifact(self.ckpt_path, state)
 
     def resume(self) -> bool:
         """Load the last checkpoint if there is one of this stage; set aside one that is unreadable or belongs to
@@ -451,7 +455,7 @@ class Trainer:
                                                                    or self.step == self.cfg.steps):
                         self.evaluate(eval_fn)
                     signum = self._agreed(stopped())  # read once: a signal between two reads must not skip the save
-                    if self.rank == 0 and (signum or self.step % self.cfg.ckpt_every == 0 or self.step == end):
+                    if signum or self.step % self.cfg.ckpt_every == 0 or self.step == end:
                         self.save()
                     if signum:
                         name = signal.Signals(signum).name
