@@ -77,6 +77,17 @@ class Artifact:
     test_scores: dict = field(default_factory=dict)  # a zoo record's test scores, {extractor: scores}, where its
                                                      # weights are not shipped (see gclib.zoo)
 
+    def kept_scores(self) -> dict:
+        """The held-out scores of the weights this artifact keeps: its evaluation at the kept step, of the average
+        or the raw weights, whichever were kept (the last evaluation when nothing was selected; {} without any)."""
+        if not self.evals:
+            return {}
+        step = self.selected.get("step", self.evals[-1]["step"])
+        e = next((e for e in self.evals if e["step"] == step), self.evals[-1])
+        if self.selected.get("of") == "raw":
+            return {k[len("raw_"):]: v for k, v in e.items() if k.startswith("raw_")}
+        return {k: v for k, v in e.items() if k != "step" and not k.startswith("raw_")}
+
     @property
     def source(self) -> str:
         """Where the weights came from, in words, for a notebook to print."""
