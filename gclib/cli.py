@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
     zb.add_argument("--tasks", default="facades,stripes")
     zb.add_argument("--stages", default="teacher,supernet", help="which shipped stages to build (teacher, supernet)")
+    zsub.add_parser("export", help="export what runs/zoo holds finished (a build's last step, on its own)")
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
     z.set_defaults(func=_cmd_zoo)
     return p
@@ -341,6 +342,12 @@ def _cmd_zoo(args) -> int:
     if args.action == "build":
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         for record in zoo.build(args.tasks.split(","), kinds=tuple(args.stages.split(","))):
+            s = record["stage"]
+            print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
+                  f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
+        return 0
+    if args.action == "export":
+        for record in zoo.export_built():
             s = record["stage"]
             print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
                   f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")

@@ -196,13 +196,22 @@ def build_teachers(task: str, preset: str = ZOO_PRESET, runs_dir: str | Path = B
         return stages.teachers(cfg, splits, runs_dir, seed, torch.device("cpu"), scorer, progress)
 
 
+def candidate_score(evaluation: dict, metric: str) -> float | None:
+    """The best ``metric`` one evaluation offers to the selection: of the weight average and the raw weights (a
+    supernet's: each the mean over its reference sub-networks), lower is better."""
+    from .recipes.trainer import selection_score
+    raw = {k[len("raw_"):]: v for k, v in evaluation.items() if k.startswith("raw_")}
+    own = {k: v for k, v in evaluation.items() if not k.startswith("raw_")}
+    scores = [v for v in (selection_score(own, metric), selection_score(raw, metric)) if v is not None]
+    return min(scores) if scores else None
+
+
 def plateau(evals: list[dict], metric: str, half_width: float) -> dict:
     """The plateau rule: training has stopped improving when the best held-out ``metric`` of the last quarter of
     the evaluations is no more than ``half_width`` (half the bootstrap interval of the kept weights' score) better
     than the best before it (lower is better). Still falling by more than the instrument resolves: not converged."""
-    from .recipes.trainer import selection_score
-    values = [(e["step"], selection_score(e, metric)) for e in evals]
-    values = [(step, v) for step, v in values if v is not None]   # a supernet's: the mean over its references
+    values = [(e["step"], candidate_score(e, metric)) for e in evals]
+    values = [(step, v) for step, v in values if v is not None]
     if not values:
         return {"metric": metric, "holds": None, "why": "no held-out evaluations during training"}
     cut = len(values) - max(1, len(values) // 4)
@@ -387,6 +396,24 @@ def build(tasks: list[str] | None = None, runs_dir: Path = BUILD_DIR, progress: 
         if "supernet" in kinds:
             records.append(export(build_supernet(task, runs_dir=runs_dir, progress=progress).artifact.path,
                                   ("G", "D", "maps")))
+    return records
+
+
+def export_built(runs_dir: Path = BUILD_DIR) -> list[dict]:
+    """Export every finished artifact of ``runs_dir`` that the zoo ships (as :func:`build` would after training)."""
+    records = []
+    expected = expected_stages()
+    for name, stage in expected.items():
+        path = Path(runs_dir) / f"{name}.pt"
+        if not path.exists():
+            continue
+        if stage.kind == "supernet":
+            networks = ("G", "D", "maps")
+        elif stage.seed == min(s.seed for s in expected.values() if s.kind == "teacher" and s.task == stage.task):
+            networks = ("G", "D")
+        else:
+            networks = networks_of_other_seeds(stage.task)
+        records.append(export(path, networks))
     return records
 
 

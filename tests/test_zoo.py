@@ -115,3 +115,11 @@ def test_the_supernet_ships_with_its_mapping_convs_and_loads(tmp_path_factory, m
     monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
     again = stages.supernet(cfg, data, teacher, tmp_path_factory.mktemp("empty"), progress=False)
     assert again.artifact.shipped and set(again.artifact.weights) == {"G", "D", "maps"}
+
+
+def test_the_plateau_reads_what_the_selection_could_keep():
+    """Each evaluation offers the better of the average and the raw weights (a supernet's: means over references)."""
+    assert zoo.candidate_score({"fid": 30.0, "raw_fid": 6.0}, "fid") == 6.0
+    assert zoo.candidate_score({"fid@largest": 4.0, "fid@smallest": 8.0, "raw_fid@largest": 9.0,
+                                "raw_fid@smallest": 9.0}, "fid") == 6.0
+    assert zoo.candidate_score({"kid": 1.0}, "fid") is None
