@@ -192,3 +192,32 @@ def test_rank_scatter_reports_the_rank_correlations_and_draws_the_seed_range():
     assert "mean of 2 seeds" in fig.axes[0].get_ylabel()
     fig, _, _ = plots.rank_scatter(shared, mean, ["a", "b", "c", "d"])          # one seed: no bars
     assert not [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+
+
+def test_the_shared_pipeline_searches_every_budget_and_picks_the_contenders():
+    """gclib.pipeline (notebooks 04, 06, 07): the uniform rivals are scored, each budget's search stays under it,
+    the main budget is the student's width, and the searched contender is the best scored under it."""
+    from gclib import pipeline
+    from gclib.presets import get_preset
+    from gclib.search import SupernetEvaluator
+
+    class Toy:                      # what SupernetEvaluator needs of a supernet: a settable config
+        config = "16_16_16_16_16_16_16_16"
+
+        def set_config(self, config):
+            self.config = config
+            return self
+    cfg = get_preset("smoke", {"teacher.ngf": 32, "supernet.choices": (16, 24, 32),
+                               "supernet.unpaired_choices": (16, 24, 32), "search.budget_widths": (16, 24),
+                               "student.ngf": 24, "search.population": 8, "search.generations": 2})
+    space = RESNET.space([(16, 24, 32)] * 8)
+    macs = lambda c: config_macs(c, 64)
+    evaluator = SupernetEvaluator(Toy(), lambda net: {"fid": _toy_score(net.config) + 1}, macs)
+    found = pipeline.search(evaluator, space, macs, cfg, seed=0)
+    assert {space.slimmed(w) for w in (16, 24, 32)} <= set(evaluator.results)
+    assert set(found.results) == set(found.plan) == {"uniform 16", "uniform 24"}
+    main = pipeline.main_budget(found.plan, cfg)
+    assert main == "uniform 24"
+    winner, rival = pipeline.contenders(found, main)
+    under = [r for r in found.rows if r["macs"] <= found.budgets[main]]
+    assert rival == "24_24_24_24_24_24_24_24" and evaluator.results[winner]["fid"] == min(r["fid"] for r in under)
