@@ -9,15 +9,20 @@ from gclib.data import load_task
 from gclib.presets import get_preset
 
 
+def _smoke_teacher(task: str, runs):
+    """A smoke-preset teacher of ``task`` trained (zoo off) with held-out evaluations: (preset, data, scorer, it)."""
+    cfg = get_preset("smoke", task=task)
+    data = load_task(task, cfg)
+    scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), resamples=0)
+    with zoo.disabled():
+        return cfg, data, scorer, stages.teacher(cfg, data, runs, eval_fn=scorer, progress=False)
+
+
 @pytest.fixture(scope="module")
 def tiny_zoo(tmp_path_factory):
     """A smoke-preset teacher, trained once and exported into a zoo folder of its own."""
     runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
-    cfg = get_preset("smoke", task="facades")
-    data = load_task("facades", cfg)
-    scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), resamples=0)
-    with zoo.disabled():
-        trained = stages.teacher(cfg, data, runs, eval_fn=scorer, progress=False)
+    cfg, _, _, trained = _smoke_teacher("facades", runs)
     record = zoo.export(trained.artifact.path, preset="smoke", zoo_dir=shelf)
     return cfg, trained, record, shelf
 
@@ -104,11 +109,8 @@ def test_the_supernet_ships_with_its_mapping_convs_and_loads(tmp_path_factory, m
     """A supernet exported with G, D and maps comes back from the zoo as the stage notebook 03 trains, and its
     plateau check reads the mean over its reference sub-networks."""
     runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
-    cfg = get_preset("smoke", task="stripes")
-    data = load_task("stripes", cfg)
-    scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), resamples=0)
+    cfg, data, scorer, teacher = _smoke_teacher("stripes", runs)
     with zoo.disabled():
-        teacher = stages.teacher(cfg, data, runs, eval_fn=scorer, progress=False)
         trained = stages.supernet(cfg, data, teacher, runs, eval_fn=scorer, progress=False)
     record = zoo.export(trained.artifact.path, ("G", "D", "maps"), preset="smoke", zoo_dir=shelf)
     assert record["plateau"]["holds"] in (True, False) and "fid@largest" in record["evals"][-1]
