@@ -41,6 +41,7 @@ def test_shipped_zoo_is_current_intact_and_reproduces_its_scores():
         assert record["stage"]["key"] == expected[name].key and record["command"].startswith("python -m gclib zoo")
         assert record["fp16_output_difference_levels"]["max"] <= zoo.FP16_TOLERANCE or record["storage"] == "float32"
     assert sum(p.stat().st_size for p in zoo.ZOO_DIR.iterdir()) <= 64 * 2 ** 20
+    assert (zoo.ZOO_DIR / "ZOO.md").read_text() == zoo.summary(), "ZOO.md is stale: run `python -m gclib zoo export`"
 
 
 def test_a_stage_loads_its_shipped_artifact(tiny_zoo, tmp_path, monkeypatch):
@@ -92,6 +93,7 @@ def test_the_record_says_how_to_rebuild_and_what_was_kept(tiny_zoo):
     assert {"fid", "fid low", "fid high"} <= set(on_disk["heldout_scores"])
     assert on_disk["plateau"]["holds"] in (True, False) and on_disk["trained_at"] != ""
     assert zoo.verify(shelf, preset="smoke") == [trained.artifact.path.name[:-3]]
+    assert f"`{trained.artifact.path.name[:-3]}`" in zoo.summary(shelf)
 
 
 def test_plateau_rule():
