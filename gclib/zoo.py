@@ -168,6 +168,18 @@ def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
     return out
 
 
+def data_digest(task: str, preset: str = ZOO_PRESET) -> dict:
+    """What a shipped artifact was trained on: the embedded data's version and a SHA-256 of the training split's
+    images. Keys hold the data's settings, not its content: a change to the generator of the embedded tasks would
+    otherwise leave the zoo's keys current while its weights were trained on other images."""
+    from .data.embedded import EMBEDDED_VERSION
+    _, splits, _ = _splits_and_scorer(task, preset)
+    h = hashlib.sha256()
+    for tensor in (splits.train.A, splits.train.B):
+        h.update(tensor.contiguous().numpy().tobytes())
+    return {"embedded_version": EMBEDDED_VERSION, "train_sha256": h.hexdigest()}
+
+
 def rebuild_command(task: str) -> str:
     return f"python -m gclib zoo build --tasks {task}"
 
@@ -292,7 +304,7 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
         "selected": content.get("selected", {}), "computed": content.get("computed", {}),
         "heldout_scores": scores, "test_scores": test if not networks else {}, "check": {"images": CHECK_IMAGES, "scores": check},
         "plateau": plateau(content["evals"], "fid", (scores["fid high"] - scores["fid low"]) / 2),
-        "command": rebuild_command(stage["task"]),
+        "command": rebuild_command(stage["task"]), "data": data_digest(stage["task"], preset),
         "trained_at": content.get("computed", {}).get("commit", "unknown"), "exported_at": _git_commit(),
         "history": content["history"], "evals": content["evals"],
     }
@@ -340,6 +352,10 @@ def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool 
                            f"{stage['kind']} ({stage['task']}, seed {stage['seed']}) as "
                            f"{', '.join(now) or 'nothing shipped'}: a change stranded the zoo. Rebuild it with "
                            f"`{rebuild_command(stage['task'])}`, or undo the change.")
+        if record.get("data") != data_digest(stage["task"], preset):
+            raise ZooError(f"{record_path.name} was trained on other {stage['task']} training images than the current "
+                           f"code generates (embedded data version or content changed): rebuild it with "
+                           f"`{rebuild_command(stage['task'])}`, or undo the change")
         if record.get("networks"):
             weights = read_weights(name, zoo_dir, sums)
             G = _generator(stage, preset).eval()

@@ -127,3 +127,13 @@ def test_the_plateau_reads_what_the_selection_could_keep():
     assert zoo.candidate_score({"fid@largest": 4.0, "fid@smallest": 8.0, "raw_fid@largest": 9.0,
                                 "raw_fid@smallest": 9.0}, "fid") == 6.0
     assert zoo.candidate_score({"kid": 1.0}, "fid") is None
+
+
+def test_other_training_images_strand_the_zoo(tiny_zoo, monkeypatch):
+    """Keys hold the data's settings, not its content: the record's digest of the training images catches a change
+    to the embedded generator that keeps every key."""
+    cfg, trained, record, shelf = tiny_zoo
+    assert record["data"] == zoo.data_digest("facades", "smoke")
+    monkeypatch.setattr(zoo, "data_digest", lambda task, preset: {"embedded_version": -1, "train_sha256": "x"})
+    with pytest.raises(zoo.ZooError, match="other facades training images.*zoo build --tasks facades"):
+        zoo.verify(shelf, preset="smoke")
