@@ -285,7 +285,7 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
         full = metrics.generate(G, A).float()
         G.load_state_dict(_rounded(content["weights"]["G"]))
         half = metrics.generate(G, A).float()
-    levels = (full - half).abs() * 127.5            # [-1, 1] -> 0-255 grey levels
+    levels = (full - half).abs()                     # generate() gives uint8 images: grey levels 0-255
     fp16 = bool(levels.max() <= FP16_TOLERANCE)
     stored = {n: (_rounded(content["weights"][n]) if fp16 else content["weights"][n]) for n in networks}
     G.load_state_dict(stored["G"] if "G" in stored else content["weights"]["G"])

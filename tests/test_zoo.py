@@ -137,3 +137,12 @@ def test_other_training_images_strand_the_zoo(tiny_zoo, monkeypatch):
     monkeypatch.setattr(zoo, "data_digest", lambda task, preset: {"embedded_version": -1, "train_sha256": "x"})
     with pytest.raises(zoo.ZooError, match="other facades training images.*zoo build --tasks facades"):
         zoo.verify(shelf, preset="smoke")
+
+
+def test_sixteen_bits_are_measured_in_grey_levels(tiny_zoo):
+    """The 16-bit check compares uint8 images: a smoke teacher's outputs move by a grey level or two at most, so it
+    ships in 16 bits (an earlier check scaled grey levels by 127.5 and refused every network)."""
+    cfg, trained, record, shelf = tiny_zoo
+    levels = record["fp16_output_difference_levels"]
+    assert levels["max"] <= zoo.FP16_TOLERANCE and record["storage"] == "float16"
+    assert levels["max"] == int(levels["max"])                 # whole grey levels: a difference of uint8 images
