@@ -127,8 +127,10 @@ def test_supernet_and_subnets_load_or_train(tmp_path, task):
     sup, art = stages.supernet(cfg, data, teacher, tmp_path, eval_fn=eval_fn, progress=False)
     space = RESNET.space(cfg.supernet.choices_for(data.paired))
     assert art.trained_now and len(art.history) == 3 and art.stage["parent"] == teacher.artifact.key
-    assert calls == [space.largest(), space.smallest()]               # largest and smallest, at step 3
-    assert set(art.evals[0]) == {"step", "fid@largest", "kid@largest", "fid@smallest", "kid@smallest"}
+    # largest and smallest at step 3, with the weight average (the smoke preset keeps one), then the raw weights
+    assert calls == [space.largest(), space.smallest()] * 2
+    scores = {"fid@largest", "kid@largest", "fid@smallest", "kid@smallest"}
+    assert set(art.evals[0]) == {"step"} | scores | {f"raw_{k}" for k in scores}
     again = stages.supernet(cfg, data, teacher, tmp_path, progress=False)
     assert not again.artifact.trained_now
     assert all(torch.equal(a, b) for a, b in zip(sup.state_dict().values(), again.net.state_dict().values()))
