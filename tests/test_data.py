@@ -1,6 +1,7 @@
 import hashlib
 import http.server
 import io
+import shutil
 import tarfile
 import threading
 import zipfile
@@ -107,11 +108,12 @@ def _img(path: Path, color, size=(16, 16)):
     Image.new("RGB", size, color).save(path)
 
 
-def make_aligned(root: Path, n=3):
-    for phase in ("train", "test"):
+def make_aligned(root: Path, n=3, offset=0):
+    for p, phase in enumerate(("train", "test")):
         for i in range(n):
-            ab = Image.new("RGB", (32, 16), (255, 0, 0))
-            ab.paste(Image.new("RGB", (16, 16), (0, 0, 255)), (16, 0))  # A red | B blue
+            shade = 8 * i + 100 * p + offset                              # every image its own (splits are disjoint)
+            ab = Image.new("RGB", (32, 16), (255, shade, 0))
+            ab.paste(Image.new("RGB", (16, 16), (0, shade, 255)), (16, 0))  # A red | B blue
             (root / phase).mkdir(parents=True, exist_ok=True)
             ab.save(root / phase / f"{i}.jpg", quality=100)
     return root
@@ -121,7 +123,7 @@ def make_unaligned(root: Path):
     for folder, color in (("trainA", (255, 0, 0)), ("trainB", (0, 255, 0)), ("testA", (255, 0, 0)),
                           ("testB", (0, 255, 0))):
         for i in range(2 if folder.endswith("A") else 3):
-            _img(root / folder / f"{i}.png", color)
+            _img(root / folder / f"{i}.png", (color[0], color[1], 8 * i + (100 if folder.startswith("test") else 0)))
     return root
 
 
@@ -217,13 +219,23 @@ def test_the_held_out_split_is_never_the_test_split(tmp_path):
     # a dataset with val *and* test folders keeps its own val as the held-out split
     make_aligned(tmp_path / "fac", n=4)
     (tmp_path / "fac" / "test").rename(tmp_path / "fac" / "val")
-    make_aligned(tmp_path / "fac", n=2)                              # train (overwritten) and test
-    splits = gdata.load_task("fac", cfg.override({"data.dataset_root": str(tmp_path / "fac")}))
+    make_aligned(tmp_path / "fac", n=2, offset=50)                   # train (overwritten) and test
+    fac = cfg.override({"data.dataset_root": str(tmp_path / "fac")})
+    splits = gdata.load_task("fac", fac)
     assert (len(splits.train), len(splits.heldout), len(splits.test)) == (4, 4, 2)
+    # a val folder that copies test images would let held-out decisions be read on test: refused, named
+    shutil.copy(tmp_path / "fac" / "test" / "0.jpg", tmp_path / "fac" / "val" / "copy.jpg")
+    with pytest.raises(DatasetError, match=r"1 held-out images \(.*fac/val\) are also test images"):
+        gdata.load_task("fac", fac)
     # unaligned: each domain's training folder gives up its share
     u = make_unaligned(tmp_path / "h2z")
     ds = UnalignedFolder(u, "train", load_size=16, crop_size=16, holdout=1, part="heldout")
     assert (len(ds.files_A), len(ds.files_B)) == (1, 1)
+    # a stray aligned val/ in a CycleGAN folder is not its held-out split (that would be valA/valB)
+    make_aligned(tmp_path / "stray", n=2)
+    shutil.copytree(tmp_path / "stray" / "test", u / "val")
+    h2z = cfg.override({"data.dataset_root": str(u), "data.n_heldout": 1})
+    assert len(gdata.load_task("h2z", h2z).heldout) == 1          # carved out of trainA/trainB, not val/
     with pytest.raises(DatasetError, match="set the preset field data.n_heldout"):
         AlignedFolder(root, "train", holdout=10, part="train")
 

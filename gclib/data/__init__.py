@@ -117,6 +117,16 @@ def label_map_task(data: TaskData, label_nc: int) -> TaskData:
     return TaskData(data.task, True, relabel(data.train), relabel(data.heldout), relabel(data.test))
 
 
+def _shared_images(a: "TensorSplit", b: "TensorSplit") -> int:
+    """How many examples of ``a`` are also in ``b``, by content (a pair's two images together when paired)."""
+    import hashlib
+
+    def digests(split):
+        return {hashlib.sha1(x.numpy().tobytes() + (y.numpy().tobytes() if split.paired else b"")).hexdigest()
+                for x, y in zip(split.A, split.B)}
+    return len(digests(a) & digests(b))
+
+
 def load_task(task: str, preset, seed: int = 0) -> TaskData:
     """The splits of ``task`` at a :class:`~gclib.presets.Preset`'s scale.
 
@@ -130,7 +140,9 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
         # The held-out split (what the search decides on) is never the test split: the val folder when the dataset
         # has one besides its test folder (facades), else images carved out of train, always the same ones
         # (edges2shoes, maps and cityscapes ship train/val only, horse2zebra trainA/B and testA/B only).
-        own_val = (root / "val").is_dir() and test_phase != "val"
+        # a val folder of the dataset's own layout (valA/valB for CycleGAN's): a stray aligned val/ is not a split
+        own_val = test_phase != "val" and ((root / "valA").is_dir() if scanned["layout"] == "unaligned"
+                                           else (root / "val").is_dir())
         holdout = 0
         if not own_val:
             counts = scanned["splits"]
@@ -146,7 +158,15 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
             return TensorSplit(torch.stack([it["A"] for it in items]), torch.stack([it["B"] for it in items]),
                                train.paired)
         heldout = eval_split("val") if own_val else eval_split("train", "heldout")
-        return TaskData(task, train.paired, train, heldout, eval_split(test_phase))
+        test = eval_split(test_phase)
+        shared = _shared_images(heldout, test)
+        if shared:
+            where = f"{root / 'val'}" if own_val else f"the images carved out of {root / 'train'}"
+            raise DatasetError(f"{shared} held-out images ({where}) are also test images ({root / test_phase}): "
+                               f"decisions taken on held-out would be read on test. Remove the copies"
+                               + (", or the val folder (held-out images are then carved out of train)" if own_val
+                                  else ""))
+        return TaskData(task, train.paired, train, heldout, test)
     if task not in EMBEDDED_TASKS:
         raise ValueError(f"unknown task {task!r}; the embedded tasks are {sorted(EMBEDDED_TASKS)} "
                          f"(set the preset's data.dataset_root for a real dataset)")
