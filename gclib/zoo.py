@@ -312,13 +312,28 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     if networks:
         flat = {f"{n}.{k}": (v.half() if fp16 and v.is_floating_point() else v).contiguous()
                 for n in networks for k, v in content["weights"][n].items()}
-        tmp = zoo_dir / f".{name}.safetensors.tmp"
-        save_file(flat, str(tmp), metadata={"stage": stage["kind"], "task": stage["task"], "key": stage["key"]})
-        atomic_write_bytes(zoo_dir / f"{name}.safetensors", tmp.read_bytes())
-        tmp.unlink()
+        target = zoo_dir / f"{name}.safetensors"
+        if not _holds(target, flat):   # the same tensors again: keep the file (no new 10-50 MB blob in git)
+            tmp = zoo_dir / f".{name}.safetensors.tmp"
+            save_file(flat, str(tmp))
+            atomic_write_bytes(target, tmp.read_bytes())
+            tmp.unlink()
     atomic_write_json(zoo_dir / f"{name}.json", record)
     write_sums(zoo_dir)
     return record
+
+
+def _holds(path: Path, tensors: dict) -> bool:
+    """Whether the safetensors file at ``path`` holds exactly ``tensors`` (names, dtypes, values)."""
+    from safetensors.torch import load_file
+    if not path.exists():
+        return False
+    try:
+        found = load_file(str(path))
+    except Exception:
+        return False
+    return found.keys() == tensors.keys() and all(
+        found[k].dtype == v.dtype and torch.equal(found[k], v) for k, v in tensors.items())
 
 
 def _check_scorer(task: str, preset: str):
