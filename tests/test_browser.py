@@ -111,9 +111,13 @@ def browser(tmp_path):
 
 
 def _wait(predicate, timeout: float, what: str, poll: float = 1.0):
+    from selenium.common.exceptions import StaleElementReferenceException
     deadline = time.time() + timeout
     while time.time() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:   # JupyterLab re-rendered an output between finding and reading it
+            value = None
         if value:
             return value
         time.sleep(poll)
