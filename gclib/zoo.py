@@ -29,6 +29,8 @@ from typing import Iterator
 
 import torch
 
+from .data.download import sha256_of
+
 REPO = Path(__file__).resolve().parent.parent
 ZOO_DIR = REPO / "data" / "zoo"
 BUILD_DIR = REPO / "runs" / "zoo"
@@ -63,14 +65,6 @@ def disabled() -> Iterator[None]:
         _off = before
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_sums(zoo_dir: Path | None = None) -> dict[str, str]:
     """``SHA256SUMS`` as {file name: digest} (the ``sha256sum`` format: digest, two spaces, name)."""
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
@@ -88,7 +82,7 @@ def read_sums(zoo_dir: Path | None = None) -> dict[str, str]:
 def write_sums(zoo_dir: Path | None = None) -> None:
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     from .artifacts import atomic_write_bytes
-    lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(zoo_dir.iterdir())
+    lines = [f"{sha256_of(p)}  {p.name}" for p in sorted(zoo_dir.iterdir())
              if p.suffix in (".safetensors", ".json")]
     atomic_write_bytes(zoo_dir / "SHA256SUMS", ("\n".join(lines) + "\n").encode())
 
@@ -98,7 +92,7 @@ def verified(path: Path, sums: dict[str, str]) -> Path:
     if path.name not in sums:
         raise ZooError(f"{path} is not listed in {path.parent / 'SHA256SUMS'}: it was not shipped by `python -m "
                        f"gclib zoo build`. Remove it, or set GCLIB_ZOO=0 to train everything yourself.")
-    if sha256_file(path) != sums[path.name]:
+    if sha256_of(path) != sums[path.name]:
         raise ZooError(f"{path} does not match its SHA-256 in SHA256SUMS: the file is damaged or was changed. "
                        f"Restore it (`git checkout -- {path.relative_to(REPO) if path.is_relative_to(REPO) else path}`)"
                        f", or set GCLIB_ZOO=0 to train the stage yourself.")
