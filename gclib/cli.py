@@ -113,7 +113,7 @@ def _cmd_train(args) -> int:
     art = done.artifact
     if rank == 0:
         print(f"{args.stage} {'trained' if art.trained_now else 'loaded'}: {art.path} "
-              f"({len(art.history)} steps, {art.training_minutes:.1f} min of training steps)")
+              f"({art.steps} steps, {art.training_minutes:.1f} min of training steps)")
     return 0
 
 
@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="build, export or verify the shipped trainings (data/zoo)")
     zsub = z.add_subparsers(dest="action", required=True)
     zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
-    zb.add_argument("--tasks", default="facades,stripes")
+    zb.add_argument("--sections", default="facades,stripes,gaugan,munit",
+                    help="which notebooks' trainings: facades, stripes (01-03), gaugan (06), munit (07)")
     zb.add_argument("--stages", default="teacher,supernet", help="which shipped stages to build (teacher, supernet)")
     zsub.add_parser("export", help="export what runs/zoo holds finished (a build's last step, on its own)")
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
@@ -341,7 +342,7 @@ def _cmd_zoo(args) -> int:
     from . import zoo
     if args.action == "build":
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        for record in zoo.build(args.tasks.split(","), kinds=tuple(args.stages.split(","))):
+        for record in zoo.build(args.sections.split(","), kinds=tuple(args.stages.split(","))):
             s = record["stage"]
             print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
                   f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,6 +77,7 @@ class Artifact:
     selected: dict = field(default_factory=dict)   # which generator weights were kept (Trainer.selected)
     test_scores: dict = field(default_factory=dict)  # a zoo record's test scores, {extractor: scores}, where its
                                                      # weights are not shipped (see gclib.zoo)
+    heldout_scores: dict = field(default_factory=dict)  # likewise its held-out scores (offline features)
 
     def kept_scores(self) -> dict:
         """The held-out scores of the weights this artifact keeps: its evaluation at the kept step, of the average
@@ -102,6 +104,11 @@ class Artifact:
     @property
     def training_minutes(self) -> float:
         return sum(h["seconds"] for h in self.history) / 60
+
+    @property
+    def steps(self) -> int:
+        """Training steps taken (a shipped history holds block means, one row per block of steps)."""
+        return self.history[-1]["step"] + 1 if self.history else 0
 
 
 class Trained(NamedTuple):
@@ -267,6 +274,19 @@ def teacher(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval_
     return Trained(_loaded(family.teacher(preset.teacher.ngf, **family.arch(preset)), art.weights["G"], device), art)
 
 
+def heldout_scores(trained: Trained, scorer, extractor: str) -> dict:
+    """``scorer(trained.net)``; for a stage the zoo ships as its record alone (``trained.net`` is None), the
+    held-out scores its record holds (values only), computed by the notebooks' scorer when it was built."""
+    if trained.net is not None:
+        return scorer(trained.net)
+    s = trained.artifact.stage
+    if extractor != "offline":
+        raise ValueError(f"the {s['kind']} {s['task']} of seed {s['seed']} is shipped as its scores alone, measured "
+                         f"with the offline features, not {extractor!r}: run with extractor='offline', or "
+                         f"GCLIB_ZOO=0 to train it")
+    return {k: v for k, v in trained.artifact.heldout_scores.items() if not k.endswith((" low", " high", " floor"))}
+
+
 def test_scores(trained: Trained, scorer, extractor: str) -> dict:
     """``scorer(trained.net)``; for a teacher the zoo ships as its record alone (``trained.net`` is None), the test
     scores its record holds, computed by the same scorer when it was built (for ``extractor``'s features)."""
@@ -428,10 +448,8 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
     teacher_net, teacher_art = teacher
     config = "_".join(map(str, family.parse(config)))
     cfg = _weights(recipe.student_config(preset, steps, seed, data.paired, "features"), preset)
-    parent = supernet.artifact.key if start == "supernet" else teacher_art.key
-    stage = Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
-                                              **_d_width(preset), "train": cfg.settings()},
-                  parent=parent, label=_label(preset, f"{config}_{start}"))
+    stage = subnet_stage(preset, data, config, steps, start,
+                         supernet.artifact.key if start == "supernet" else teacher_art.key, seed)
 
     def build() -> dict:
         # the teacher's D (narrowed to student.ndf), or one as wide as the supernet's, which is loaded below
@@ -456,6 +474,27 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
         return recipe.distill_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
                                       cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
+    if "G" not in art.weights:      # a zoo record of scores alone (notebook 03's stand-alone references)
+        return Trained(None, art)
     with torch.random.fork_rng(devices=[]):
         net = family.student(config, **family.arch(preset))
     return Trained(_loaded(net, art.weights["G"], device), art)
+
+
+def subnet_stage(preset, data, config: str, steps: int, start: str, parent_key: str, seed: int = 0) -> Stage:
+    """A sub-network's stage record (``parent_key``: the teacher's key for ``start="teacher"``, else the
+    supernet's)."""
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
+    config = "_".join(map(str, family.parse(config)))
+    cfg = _weights(recipe.student_config(preset, steps, seed, data.paired, "features"), preset)
+    return Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
+                                             **_d_width(preset), "train": cfg.settings()},
+                 parent=parent_key, label=_label(preset, f"{config}_{start}"))
+
+
+def standalone_configs(preset, space, macs_of, seed: int = 0) -> list[str]:
+    """Notebook 03's rank check: ``supernet.rank_configs`` sub-networks spread evenly over the MAC range of 200
+    random draws (``seed + 2``; ties in MACs broken by name), cheapest first."""
+    g = torch.Generator().manual_seed(seed + 2)
+    pool = sorted({space.sample(g) for _ in range(200)}, key=lambda c: (macs_of(c), c))
+    return [pool[int(round(q))] for q in np.linspace(0, len(pool) - 1, preset.supernet.rank_configs)]

@@ -19,11 +19,13 @@ consulted) and exports it; ``python -m gclib zoo verify`` checks what is shipped
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -35,7 +37,21 @@ REPO = Path(__file__).resolve().parent.parent
 ZOO_DIR = REPO / "data" / "zoo"
 BUILD_DIR = REPO / "runs" / "zoo"
 ZOO_PRESET = "laptop"
-ZOO_TASKS = {"facades": True, "stripes": False}   # task -> paired
+
+
+@dataclass(frozen=True)
+class Section:
+    """One notebook's shipped trainings: a family trained on an embedded task (GauGAN paints facades' label maps)."""
+    task: str
+    paired: bool
+    family: str = "resnet"
+    kinds: tuple[str, ...] = ("teacher", "supernet", "standalone")
+
+
+# section name -> what it ships; `zoo build --sections` takes these names
+ZOO_SECTIONS = {"facades": Section("facades", True), "stripes": Section("stripes", False),
+                "gaugan": Section("facades", True, "spade", ("teacher",)),
+                "munit": Section("coats", False, "munit", ("teacher",))}
 # 16-bit storage is used where the generator's outputs move by at most this many of 255 grey levels
 FP16_TOLERANCE = 2.0
 CHECK_IMAGES = 64    # held-out images re-scored by `zoo verify` (and CI) against the record
@@ -138,51 +154,85 @@ def lookup(stage, zoo_dir: Path | None = None):
     weights = read_weights(name, zoo_dir, sums) if record.get("networks") else {}
     return Artifact(record["stage"], zoo_dir / f"{name}.{'safetensors' if weights else 'json'}", weights,
                     record["history"], record["evals"], False, shipped=True, selected=record.get("selected", {}),
-                    test_scores=record.get("test_scores", {}))
+                    test_scores=record.get("test_scores", {}), heldout_scores=record.get("heldout_scores", {}))
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # What the zoo ships, and how it is built
 # ------------------------------------------------------------------------------------------------------------------
 def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
-    """{file stem: Stage} of every stage the zoo ships, as the current code and preset key them: each task's
-    teachers (every seed of ``teacher.seeds``) and the supernet of its first teacher (notebook 03's)."""
+    """{file stem: Stage} of every stage the zoo ships, as the current code and preset key them: each section's
+    teachers (every seed of ``teacher.seeds``) and, where it ships one, the supernet of its first teacher."""
     from . import stages
-    from .presets import get_preset
     out = {}
-    for task, paired in ZOO_TASKS.items():
-        cfg = get_preset(preset, task=task)
-        data = SimpleNamespace(task=task, paired=paired)
+    for name, section in ZOO_SECTIONS.items():
+        cfg = section_preset(name, preset)
+        data = SimpleNamespace(task=section.task, paired=section.paired)
         for s in cfg.teacher.seeds:
             stage = stages.teacher_stage(cfg, data, s)
             out[stem(stage)] = stage
         first = stages.teacher_stage(cfg, data, cfg.teacher.seeds[0])
-        supernet = stages.supernet_stage(cfg, data, first.key, cfg.teacher.seeds[0])
-        out[stem(supernet)] = supernet
+        if "supernet" in section.kinds:
+            supernet = stages.supernet_stage(cfg, data, first.key, cfg.teacher.seeds[0])
+            out[stem(supernet)] = supernet
+        if "standalone" in section.kinds:
+            for config in standalone_configs(cfg, section):
+                for s in cfg.supernet.standalone_seeds:
+                    stage = stages.subnet_stage(cfg, data, config, cfg.supernet.standalone_steps, "teacher",
+                                                first.key, s)
+                    out[stem(stage)] = stage
     return out
 
 
-def data_digest(task: str, preset: str = ZOO_PRESET) -> dict:
+def standalone_configs(cfg, section: Section) -> list[str]:
+    """Notebook 03's stand-alone references: the sub-networks its rank check trains on their own."""
+    from . import stages
+    from .families import get_family
+    family = get_family(cfg.family)
+    space = cfg.supernet.space(family, section.paired)
+    return stages.standalone_configs(
+        cfg, space, lambda c: family.config_macs(c, cfg.data.image_size, cfg.teacher.n_blocks), cfg.teacher.seeds[0])
+
+
+def section_preset(section: str, preset: str = ZOO_PRESET):
+    """The preset a section's notebook trains with (notebook 06: ``family`` spade on the facades task)."""
+    from .presets import notebook_preset
+    s = ZOO_SECTIONS[section]
+    return notebook_preset(preset, s.task, "", {"family": s.family} if s.family != "resnet" else {})
+
+
+def section_of(stage_record: dict) -> str:
+    """The section a stage record belongs to (by its task and family)."""
+    family = stage_record["settings"].get("family", "resnet")
+    for name, s in ZOO_SECTIONS.items():
+        if (s.task, s.family) == (stage_record["task"], family):
+            return name
+    raise ZooError(f"the zoo has no section for the {family} family on {stage_record['task']!r}")
+
+
+def data_digest(section: str, preset: str = ZOO_PRESET) -> dict:
     """What a shipped artifact was trained on: the embedded data's version and a SHA-256 of the training split's
     images. Keys hold the data's settings, not its content: a change to the generator of the embedded tasks would
     otherwise leave the zoo's keys current while its weights were trained on other images."""
     from .data.embedded import EMBEDDED_VERSION
-    _, splits, _ = _splits_and_scorer(task, preset)
+    _, splits, _ = _splits_and_scorer(section, preset)
     h = hashlib.sha256()
     for tensor in (splits.train.A, splits.train.B):
         h.update(tensor.contiguous().numpy().tobytes())
     return {"embedded_version": EMBEDDED_VERSION, "train_sha256": h.hexdigest()}
 
 
-def rebuild_command(task: str) -> str:
-    return f"python -m gclib zoo build --tasks {task}"
+def rebuild_command(section: str) -> str:
+    return f"python -m gclib zoo build --sections {section}"
 
 
-def _splits_and_scorer(task: str, preset: str, seed: int = 0, resamples: int = 0):
+@functools.lru_cache(maxsize=8)
+def _splits_and_scorer(section: str, preset: str, seed: int = 0, resamples: int = 0):
+    """The section's preset, its data as its notebook splits it, and the notebook's held-out scorer."""
     from . import data as gdata, metrics
     from .families import get_family
-    from .presets import notebook_preset
-    cfg = notebook_preset(preset, task)
+    task = ZOO_SECTIONS[section].task
+    cfg = section_preset(section, preset)
     family = get_family(cfg.family)
     splits = family.task_data(gdata.load_task(task, cfg, seed), cfg)
     segmenter = metrics.load_segmenter(task) if task in gdata.EMBEDDED_TASKS else None
@@ -191,12 +241,12 @@ def _splits_and_scorer(task: str, preset: str, seed: int = 0, resamples: int = 0
     return cfg, splits, scorer
 
 
-def build_teachers(task: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+def build_teachers(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
                    progress: bool = True) -> dict:
-    """Notebook 01's teachers of ``task`` (every seed of ``teacher.seeds``), as the notebook trains them (the same
-    data, seeds and held-out scorer, so the same keys), trained from nothing or resumed in ``runs_dir``."""
+    """A section's teachers (every seed of ``teacher.seeds``), as its notebook trains them (the same data, seeds and
+    held-out scorer, so the same keys), trained from nothing or resumed in ``runs_dir``."""
     from . import stages
-    cfg, splits, scorer = _splits_and_scorer(task, preset, seed)
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     with disabled():
         return stages.teachers(cfg, splits, runs_dir, seed, torch.device("cpu"), scorer, progress)
@@ -243,15 +293,16 @@ def _git_commit() -> str:
 def _generator(stage_record: dict, preset: str):
     """The network a stage's ``G`` weights load into (a supernet set to its largest sub-network)."""
     from .families import get_family
-    from .presets import get_preset
-    cfg = get_preset(preset, task=stage_record["task"])
+    cfg = section_preset(section_of(stage_record), preset)
     family = get_family(cfg.family)
     if stage_record["kind"] == "teacher":
         return family.teacher(cfg.teacher.ngf, **family.arch(cfg))
     if stage_record["kind"] == "supernet":
         space = family.space([tuple(c) for c in stage_record["settings"]["choices"]])
         return family.supernet(max(max(c) for c in space.choices), **family.arch(cfg)).set_config(space.largest())
-    raise ValueError(f"the zoo ships teachers and supernets, not a {stage_record['kind']!r}")
+    if stage_record["kind"] == "subnet":
+        return family.student(stage_record["settings"]["config"], **family.arch(cfg))
+    raise ValueError(f"the zoo ships teachers, supernets and sub-networks, not a {stage_record['kind']!r}")
 
 
 def _rounded(state: dict) -> dict:
@@ -271,7 +322,8 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     content = load_artifact(artifact_path)
     stage = content["stage"]
     name = Path(artifact_path).name[:-len(".pt")]
-    _, splits, scorer = _splits_and_scorer(stage["task"], preset, resamples=200)
+    section = section_of(stage)
+    _, splits, scorer = _splits_and_scorer(section, preset, resamples=200)
     G = _generator(stage, preset).eval()
     G.load_state_dict(content["weights"]["G"])
     A = splits.heldout.A[:CHECK_IMAGES]
@@ -284,8 +336,10 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     stored = {n: (_rounded(content["weights"][n]) if fp16 else content["weights"][n]) for n in networks}
     G.load_state_dict(stored["G"] if "G" in stored else content["weights"]["G"])
     scores = scorer(G)                               # the shipped weights, held-out, with intervals
-    check = _check_scorer(stage["task"], preset)(G)
-    if not networks:        # weights not shipped: the test scores notebooks 01 and 04 read instead (same scorer)
+    reference = stage["kind"] == "subnet"            # a stand-alone reference: its held-out scores are what is read
+    identity = {} if reference else identity_scores(section, scorer, preset)
+    check = _check_scorer(section, preset)(G)
+    if not networks and not reference:   # a teacher's weights not shipped: the test scores notebooks 01 and 04 read
         from . import metrics as m
         test_scorer = m.split_scorer(splits, "test", m.get_extractor("offline"), m.load_segmenter(stage["task"]),
                                      resamples=100)
@@ -296,11 +350,13 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
         "fp16_output_difference_levels": {"max": float(levels.max()), "mean": float(levels.mean()),
                                           "tolerance": FP16_TOLERANCE, "images": len(A)},
         "selected": content.get("selected", {}), "computed": content.get("computed", {}),
-        "heldout_scores": scores, "test_scores": test if not networks else {}, "check": {"images": CHECK_IMAGES, "scores": check},
+        "heldout_scores": scores, "identity_scores": identity,
+        "test_scores": test if not networks and not reference else {},
+        "check": {"images": CHECK_IMAGES, "scores": check},
         "plateau": plateau(content["evals"], "fid", (scores["fid high"] - scores["fid low"]) / 2),
-        "command": rebuild_command(stage["task"]), "data": data_digest(stage["task"], preset),
+        "command": rebuild_command(section), "data": data_digest(section, preset),
         "trained_at": content.get("computed", {}).get("commit", "unknown"), "exported_at": _git_commit(),
-        "history": content["history"], "evals": content["evals"],
+        "history": thin_history(content["history"], 100 if reference else HISTORY_ROWS), "evals": content["evals"],
     }
     zoo_dir.mkdir(parents=True, exist_ok=True)
     if networks:
@@ -317,6 +373,30 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     return record
 
 
+HISTORY_ROWS = 500   # a shipped record's training history: at most this many rows (a 20000-step one was 4 MB)
+
+
+def thin_history(history: list[dict], rows: int = HISTORY_ROWS) -> list[dict]:
+    """The per-step training history in at most ``rows`` rows: each the mean of its block of consecutive steps (the
+    curves notebooks draw are rolling means anyway), ``seconds`` summed, ``step`` the block's last step."""
+    size = -(-len(history) // rows) if history else 1
+    out = []
+    for start in range(0, len(history), size):
+        block = history[start:start + size]
+        row = {k: sum(h[k] for h in block) / len(block) for k in block[0] if k not in ("step", "seconds")}
+        out.append({**row, "seconds": sum(h["seconds"] for h in block), "step": block[-1]["step"]})
+    return out
+
+
+def identity_scores(section: str, scorer, preset: str = ZOO_PRESET) -> dict:
+    """The scores of doing nothing: the held-out inputs as they are (GauGAN's: the colour-coded label maps), scored
+    as a generator's outputs. A teacher worth compressing is far better than this."""
+    from . import data as gdata
+    cfg = section_preset(section, preset)
+    pictures = gdata.load_task(ZOO_SECTIONS[section].task, cfg, 0).heldout.A[:len(scorer.inputs)]
+    return scorer.score_images(gdata.to_uint8(pictures))
+
+
 def _holds(path: Path, tensors: dict) -> bool:
     """Whether the safetensors file at ``path`` holds exactly ``tensors`` (names, dtypes, values)."""
     from safetensors.torch import load_file
@@ -330,17 +410,21 @@ def _holds(path: Path, tensors: dict) -> bool:
         found[k].dtype == v.dtype and torch.equal(found[k], v) for k, v in tensors.items())
 
 
-def _check_scorer(task: str, preset: str):
+@functools.lru_cache(maxsize=8)
+def _check_scorer(section: str, preset: str):
     """The small held-out scorer whose scores a shipped generator must reproduce: the first CHECK_IMAGES held-out
     images, no intervals (a fixed number, not a sample)."""
     from . import metrics
-    _, splits, _ = _splits_and_scorer(task, preset)
+    from .families import get_family
+    task = ZOO_SECTIONS[section].task
+    cfg, splits, _ = _splits_and_scorer(section, preset)
     h, n = splits.heldout, CHECK_IMAGES
     return metrics.GeneratorScorer(
         h.A[:n], h.B[:n], metrics.get_extractor("offline"),
         targets=h.target[:n] if splits.paired and h.target is not None else None, floor_images=splits.test.B[:n],
         resamples=0, segmenter=metrics.load_segmenter(task),
-        label_target=h.label_target[:n] if h.label_target is not None else None)
+        label_target=h.label_target[:n] if h.label_target is not None else None,
+        style_dim=get_family(cfg.family).style_dim)
 
 
 def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool = True) -> list[str]:
@@ -355,28 +439,29 @@ def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool 
         name = record_path.stem
         record = read_record(name, zoo_dir, sums)
         stage = record["stage"]
+        section = section_of(stage)
         if name not in expected:
             now = {k: v for k, v in expected.items() if k.rsplit("_", 1)[0] == name.rsplit("_", 1)[0]}
             raise ZooError(f"{record_path.name}: the current code and the {preset!r} preset key this "
                            f"{stage['kind']} ({stage['task']}, seed {stage['seed']}) as "
                            f"{', '.join(now) or 'nothing shipped'}: a change stranded the zoo. Rebuild it with "
-                           f"`{rebuild_command(stage['task'])}`, or undo the change.")
-        if record.get("data") != data_digest(stage["task"], preset):
+                           f"`{rebuild_command(section)}`, or undo the change.")
+        if record.get("data") != data_digest(section, preset):
             raise ZooError(f"{record_path.name} was trained on other {stage['task']} training images than the current "
                            f"code generates (embedded data version or content changed): rebuild it with "
-                           f"`{rebuild_command(stage['task'])}`, or undo the change")
+                           f"`{rebuild_command(section)}`, or undo the change")
         if record.get("networks"):
             weights = read_weights(name, zoo_dir, sums)
             G = _generator(stage, preset).eval()
             G.load_state_dict(weights["G"])
             if rescore:
-                got = _check_scorer(stage["task"], preset)(G)
+                got = _check_scorer(section, preset)(G)
                 for metric, want in record["check"]["scores"].items():
                     if abs(got[metric] - want) > CHECK_RTOL * max(abs(want), 1e-6):
                         raise ZooError(f"{name}.safetensors: held-out {metric} on {CHECK_IMAGES} images re-scores "
                                        f"{got[metric]:.4g}, its record says {want:.4g} (tolerance "
                                        f"{CHECK_RTOL:.0%}): the weights or the scorer changed. Rebuild with "
-                                       f"`{rebuild_command(stage['task'])}`.")
+                                       f"`{rebuild_command(section)}`.")
         checked.append(name)
     for name in sums:
         if not (zoo_dir / name).exists():
@@ -384,14 +469,14 @@ def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool 
     return checked
 
 
-def build_supernet(task: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+def build_supernet(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
                    progress: bool = True):
-    """Notebook 03's supernet of ``task``, distilled from the first teacher (trained first if missing) as the
+    """A section's supernet (notebook 03's), distilled from the first teacher (trained first if missing) as the
     notebook does it: the same held-out scorer evaluates its largest and smallest sub-networks."""
     from . import stages
     from .families import get_family
     from .recipes.distill import TeacherCache
-    cfg, splits, scorer = _splits_and_scorer(task, preset, seed)
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     with disabled():
         teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
                                  progress)
@@ -399,28 +484,52 @@ def build_supernet(task: str, preset: str = ZOO_PRESET, runs_dir: str | Path = B
         return stages.supernet(cfg, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
 
 
-ZOO_STAGES = ("teacher", "supernet")
+ZOO_STAGES = ("teacher", "supernet", "standalone")
 
 
-def build(tasks: list[str] | None = None, runs_dir: Path = BUILD_DIR, progress: bool = True,
+def build_standalone(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+                     progress: bool = True) -> list:
+    """A section's stand-alone references (notebook 03's rank check): each sub-network trained on its own from the
+    first teacher (trained first if missing), once per seed of ``supernet.standalone_seeds``."""
+    from . import stages
+    from .families import get_family
+    from .recipes.distill import TeacherCache
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
+    with disabled():
+        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
+                                 progress)
+        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        return [stages.subnet(cfg, splits, teacher, config, runs_dir, cfg.supernet.standalone_steps, "teacher",
+                              seed=seed + s, device=torch.device("cpu"), cache=cache,
+                              progress=progress)
+                for config in standalone_configs(cfg, ZOO_SECTIONS[section])
+                for s in cfg.supernet.standalone_seeds]
+
+
+def build(sections: list[str] | None = None, runs_dir: Path = BUILD_DIR, progress: bool = True,
           kinds: tuple[str, ...] = ZOO_STAGES) -> list[dict]:
-    """Train every shipped stage of ``tasks`` from nothing (resuming in ``runs_dir``) and export it: the compressed
+    """Train every shipped stage of ``sections`` from nothing (resuming in ``runs_dir``) and export it: the compressed
     teacher (the first seed) with its weights, the other seeds' where the zoo has room (else their records alone:
-    their scores measure the teacher's spread), and the supernet."""
+    their scores measure the teacher's spread), and the supernet where the section ships one."""
     unknown = sorted(set(kinds) - set(ZOO_STAGES))
     if unknown:
         raise ValueError(f"the zoo ships the stages {list(ZOO_STAGES)}, not {unknown}")
     records = []
-    for task in tasks or list(ZOO_TASKS):
-        if task not in ZOO_TASKS:
-            raise ValueError(f"the zoo ships the tasks {list(ZOO_TASKS)}, not {task!r}")
-        if "teacher" in kinds:
-            teachers = build_teachers(task, runs_dir=runs_dir, progress=progress)
+    for section in sections or list(ZOO_SECTIONS):
+        if section not in ZOO_SECTIONS:
+            raise ValueError(f"the zoo has the sections {list(ZOO_SECTIONS)}, not {section!r}")
+        shipped = ZOO_SECTIONS[section].kinds
+        if "teacher" in kinds and "teacher" in shipped:
+            teachers = build_teachers(section, runs_dir=runs_dir, progress=progress)
             for i, trained in enumerate(teachers.values()):
-                records.append(export(trained.artifact.path, ("G", "D") if i == 0 else networks_of_other_seeds(task)))
-        if "supernet" in kinds:
-            records.append(export(build_supernet(task, runs_dir=runs_dir, progress=progress).artifact.path,
+                records.append(export(trained.artifact.path,
+                                      ("G", "D") if i == 0 else networks_of_other_seeds(section)))
+        if "supernet" in kinds and "supernet" in shipped:
+            records.append(export(build_supernet(section, runs_dir=runs_dir, progress=progress).artifact.path,
                                   ("G", "D", "maps")))
+        if "standalone" in kinds and "standalone" in shipped:
+            records += [export(trained.artifact.path, ())
+                        for trained in build_standalone(section, runs_dir=runs_dir, progress=progress)]
     write_summary()
     return records
 
@@ -434,23 +543,41 @@ def summary(zoo_dir: Path | None = None) -> str:
              "weights (a supernet's: its largest sub-network), with their 95% bootstrap interval; the plateau rule: "
              "the best held-out FID of the last quarter of the evaluations is within half that interval of the best "
              "before it.", "",
-             "| artifact | steps | training min | kept weights | held-out FID [95%] | plateau | stored | MB |",
-             "|---|---|---|---|---|---|---|---|"]
-    total = 0
+             "FID floor: two real held-out samples; doing nothing: the inputs themselves scored as outputs (GauGAN's: "
+             "the colour-coded label maps).", "",
+             "| artifact | steps | training min | kept weights | held-out FID [95%] | floor | doing nothing | plateau "
+             "| stored | MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    total, references = 0, {}
     for record_path in sorted(zoo_dir.glob("*.json")):
         r = read_record(record_path.stem, zoo_dir, sums)
         files = [zoo_dir / f"{record_path.stem}.{ext}" for ext in ("safetensors", "json")]
         size = sum(f.stat().st_size for f in files if f.exists()) / 2 ** 20
         total += size
+        if r["stage"]["kind"] == "subnet":       # one row per task below
+            references.setdefault(r["stage"]["task"], []).append((r, size))
+            continue
         kept, h, rule = r.get("selected", {}), r["heldout_scores"], r["plateau"]
         kept_text = (f"{kept.get('of', 'average')}, step {kept['step']}" if kept.get("weights") == "best"
                      else kept.get("weights", "last"))
         plateau_text = {True: "stopped improving", False: "still improving", None: "no evaluations"}[rule["holds"]]
         stored = f"{r['storage']}: {', '.join(r['networks'])}" if r["networks"] else "record only"
         which = " (largest)" if r["stage"]["kind"] == "supernet" else ""
-        lines.append(f"| `{record_path.stem}`{which} | {len(r['history'])} | "
+        nothing = f"{r['identity_scores']['fid']:.1f}" if "identity_scores" in r else "not measured"
+        lines.append(f"| `{record_path.stem}`{which} | {r['history'][-1]['step'] + 1 if r['history'] else 0} | "
                      f"{sum(x['seconds'] for x in r['history']) / 60:.1f} | {kept_text} | {h['fid']:.2f} "
-                     f"[{h['fid low']:.2f}, {h['fid high']:.2f}] | {plateau_text} | {stored} | {size:.1f} |")
+                     f"[{h['fid low']:.2f}, {h['fid high']:.2f}] | {h['fid floor']:.2f} | {nothing} | {plateau_text} "
+                     f"| {stored} | {size:.1f} |")
+    if references:
+        lines += ["", "Stand-alone references (notebook 03's rank check), shipped as records (held-out scores, "
+                      "history) without weights:", "",
+                  "| task | sub-networks x seeds | steps each | training min | held-out FID, best to worst | MB |",
+                  "|---|---|---|---|---|---|"]
+        for task, rows in sorted(references.items()):
+            fids = sorted(r["heldout_scores"]["fid"] for r, _ in rows)
+            lines.append(f"| {task} | {len(rows)} | {rows[0][0]['history'][-1]['step'] + 1} | "
+                         f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | "
+                         f"{fids[0]:.1f} to {fids[-1]:.1f} | {sum(size for _, size in rows):.1f} |")
     lines += ["", f"{total:.1f} MB in all. Rebuild: `python -m gclib zoo build` (trains into `runs/zoo/`, then exports).",
               ""]
     return "\n".join(lines)
@@ -473,16 +600,20 @@ def export_built(runs_dir: Path = BUILD_DIR) -> list[dict]:
             continue
         if stage.kind == "supernet":
             networks = ("G", "D", "maps")
-        elif stage.seed == min(s.seed for s in expected.values() if s.kind == "teacher" and s.task == stage.task):
+        elif stage.kind == "subnet":
+            networks = ()
+        elif stage.seed == min(s.seed for s in expected.values() if s.kind == "teacher"
+                               and section_of(s.record()) == section_of(stage.record())):
             networks = ("G", "D")
         else:
-            networks = networks_of_other_seeds(stage.task)
+            networks = networks_of_other_seeds(section_of(stage.record()))
         records.append(export(path, networks))
     write_summary()
     return records
 
 
-def networks_of_other_seeds(task: str) -> tuple[str, ...]:
-    """What the teachers of the other seeds ship: their generators where they are small (the stripes teacher, 2 M
-    parameters), their records alone where the 64 MB the zoo may take cannot hold them (facades, 11.4 M)."""
-    return ("G",) if task == "stripes" else ()
+def networks_of_other_seeds(section: str) -> tuple[str, ...]:
+    """What the teachers of the other seeds ship: their records alone (held-out and test scores, history), which is
+    all notebooks 01 and 04 read of them (the seed-to-seed spread); 64 MB do not hold a second copy of each teacher
+    beside the four families' first ones."""
+    return ()

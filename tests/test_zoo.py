@@ -6,6 +6,7 @@ import torch
 
 from gclib import metrics, stages, zoo
 from gclib.data import load_task
+from gclib.families import get_family
 from gclib.presets import get_preset
 
 
@@ -40,6 +41,8 @@ def test_shipped_zoo_is_current_intact_and_reproduces_its_scores():
         record = zoo.read_record(name)
         assert record["stage"]["key"] == expected[name].key and record["command"].startswith("python -m gclib zoo")
         assert record["fp16_output_difference_levels"]["max"] <= zoo.FP16_TOLERANCE or record["storage"] == "float32"
+        if record["stage"]["kind"] == "teacher":    # worth compressing: far better than doing nothing
+            assert record["heldout_scores"]["fid high"] < record["identity_scores"]["fid low"], name
     assert sum(p.stat().st_size for p in zoo.ZOO_DIR.iterdir()) <= 64 * 2 ** 20
     assert (zoo.ZOO_DIR / "ZOO.md").read_text() == zoo.summary(), "ZOO.md is stale: run `python -m gclib zoo export`"
 
@@ -96,6 +99,16 @@ def test_the_record_says_how_to_rebuild_and_what_was_kept(tiny_zoo):
     assert f"`{trained.artifact.path.name[:-3]}`" in zoo.summary(shelf)
 
 
+def test_a_shipped_history_keeps_its_steps_time_and_means():
+    """Records hold at most HISTORY_ROWS rows of block means: the last step, the seconds and the mean survive."""
+    history = [{"step": i, "seconds": 0.5, "G": float(i % 4), "D": 1.0} for i in range(1234)]
+    thin = zoo.thin_history(history, rows=100)
+    assert len(thin) <= 100 and thin[-1]["step"] == 1233
+    assert abs(sum(h["seconds"] for h in thin) - 617.0) < 1e-9
+    assert all(h["D"] == 1.0 for h in thin) and abs(sum(h["G"] for h in thin) / len(thin) - 1.5) < 0.01
+    assert zoo.thin_history(history[:50], rows=100) == history[:50]        # short histories are kept as they are
+
+
 def test_plateau_rule():
     """Stopped improving: the last quarter's best is within the instrument's half-interval of the best before it."""
     flat = [{"step": s, "fid": v} for s, v in zip(range(100, 900, 100), (50, 30, 20, 15, 12, 11, 10.5, 10.8))]
@@ -146,3 +159,26 @@ def test_sixteen_bits_are_measured_in_grey_levels(tiny_zoo):
     levels = record["fp16_output_difference_levels"]
     assert levels["max"] <= zoo.FP16_TOLERANCE and record["storage"] == "float16"
     assert levels["max"] == int(levels["max"])                 # whole grey levels: a difference of uint8 images
+
+
+def test_a_standalone_reference_ships_as_its_held_out_scores(tiny_zoo, tmp_path_factory, monkeypatch):
+    """Notebook 03's stand-alone references are shipped without weights: the stage comes back with no network, and
+    `stages.heldout_scores` gives the scores the notebook's own held-out scorer gave the trained network."""
+    cfg, teacher, _, _ = tiny_zoo
+    runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
+    data = load_task("facades", cfg)
+    scorer = metrics.split_scorer(data, "heldout", metrics.get_extractor("offline"), metrics.load_segmenter("facades"),
+                                  resamples=0)
+    config = cfg.supernet.space(get_family(cfg.family), True).smallest()
+    with zoo.disabled():
+        trained = stages.subnet(cfg, data, teacher, config, runs, 4, "teacher", progress=False)
+    record = zoo.export(trained.artifact.path, (), preset="smoke", zoo_dir=shelf)
+    assert record["networks"] == [] and not (shelf / f"{trained.artifact.path.stem}.safetensors").exists()
+    monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+    again = stages.subnet(cfg, data, teacher, config, tmp_path_factory.mktemp("empty"), 4, "teacher", progress=False)
+    assert again.net is None and again.artifact.shipped and again.artifact.key == trained.artifact.key
+    recorded, measured = stages.heldout_scores(again, scorer, "offline"), scorer(trained.net)
+    assert recorded.keys() == measured.keys()
+    assert all(abs(recorded[m] - measured[m]) <= 1e-4 * max(1.0, abs(measured[m])) for m in measured), (recorded, measured)
+    with pytest.raises(ValueError, match="offline features, not 'inception'"):
+        stages.heldout_scores(again, scorer, "inception")
