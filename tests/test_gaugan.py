@@ -129,7 +129,7 @@ def test_vgg19_weights_are_checked_read_safely_and_keyed(tmp_path):
     torch.save({f"features.{k}": v for k, v in reference.features.state_dict().items()}, path)
     with pytest.raises(DatasetError, match="not the official VGG19 weights"):
         vgg19_features(path)
-    net = vgg19_features(path, sha256_prefix=None)
+    net = vgg19_features(path, sha256=None)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     maps = net.feature_maps(x)
     assert [m.shape[1] for m in maps] == [64, 128, 256, 512, 512]
@@ -142,7 +142,7 @@ def test_vgg19_weights_are_checked_read_safely_and_keyed(tmp_path):
             return os.system, (f"touch {marker}",)
     torch.save({"features.0.weight": RunsCode()}, tmp_path / "evil.pth")
     with pytest.raises(DatasetError, match="not a plain file of weights"):
-        vgg19_features(tmp_path / "evil.pth", sha256_prefix=None)
+        vgg19_features(tmp_path / "evil.pth", sha256=None)
     assert not marker.exists()
     cfg = get_preset("smoke", {"family": "spade", "spade.vgg_weights": str(path)})
     c = gaugan_config(cfg, 1, 0)

@@ -338,14 +338,18 @@ def test_inception_weights_of_the_right_format_load_and_their_digest_is_checked(
     from gclib.data.download import sha256_of
     path = tmp_path / "weights-inception.pth"
     state = _random_inception_file(path, monkeypatch)
-    net = metrics.inception_extractor(path, sha256_prefix=sha256_of(path)[:8])
+    net = metrics.inception_extractor(path, sha256=sha256_of(path))
     assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
     assert net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 2048)
-    with pytest.raises(DatasetError, match="not the official Inception weights.*starts with 6726825d"):
+    with pytest.raises(DatasetError, match="not the official Inception weights.*is 6726825d0af5f729"):
         metrics.inception_extractor(path)                   # random weights are not the official file
+    # all 64 digits are compared: a digest that differs in its last digit only is another file
+    forged = sha256_of(path)[:-1] + ("0" if sha256_of(path)[-1] != "0" else "1")
+    with pytest.raises(DatasetError, match="not the official Inception weights"):
+        metrics.inception_extractor(path, sha256=forged)
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
     with pytest.raises(DatasetError, match="not Inception-v3's"):
-        metrics.inception_extractor(tmp_path / "other.pth", sha256_prefix=None)
+        metrics.inception_extractor(tmp_path / "other.pth", sha256=None)
 
 
 class _RunsCode:
@@ -364,7 +368,7 @@ def test_a_crafted_inception_file_is_refused_without_running_its_code(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"fc.weight": _RunsCode(marker)}, path)
     with pytest.raises(DatasetError, match="not a plain file of weights"):
-        metrics.load_inception_state(path, sha256_prefix=None)
+        metrics.load_inception_state(path, sha256=None)
     assert not marker.exists()
     with pytest.raises(FileNotFoundError, match="copy it there"):
         metrics.load_inception_state(tmp_path / "absent.pth")

@@ -241,11 +241,11 @@ def load_offline_extractor(data_dir: str | Path | None = None, progress: bool = 
     return net
 
 
-# The TF-ported Inception-v3 weights that published FIDs use (torch-fidelity's release). The file name carries the
-# first hex digits of the file's SHA-256; a file with another digest is not those weights.
+# The TF-ported Inception-v3 weights that published FIDs use (torch-fidelity's release, 95,628,359 bytes; its name
+# carries the first hex digits of this SHA-256). A file with another digest is not those weights.
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
-INCEPTION_SHA256_PREFIX = "6726825d"
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
 def inception_weights_path(data_dir: str | Path | None = None) -> Path:
@@ -253,27 +253,27 @@ def inception_weights_path(data_dir: str | Path | None = None) -> Path:
     return Path(data_dir or default_data_dir()) / "extractors" / Path(INCEPTION_URL).name
 
 
-def load_inception_state(path: str | Path, sha256_prefix: str | None = INCEPTION_SHA256_PREFIX) -> dict:
+def load_inception_state(path: str | Path, sha256: str | None = INCEPTION_SHA256) -> dict:
     """The Inception-v3 state dict in ``path``, read without running any code from the file
     (:func:`load_checked_state`)."""
-    return load_checked_state(path, sha256_prefix, "Inception", INCEPTION_URL, "inception_weights=PATH")
+    return load_checked_state(path, sha256, "Inception", INCEPTION_URL, "inception_weights=PATH")
 
 
-def load_checked_state(path: str | Path, sha256_prefix: str | None, name: str, url: str, option: str) -> dict:
+def load_checked_state(path: str | Path, sha256: str | None, name: str, url: str, option: str) -> dict:
     """The state dict of the official ``name`` weights (from ``url``) in ``path``, read without running code.
 
     ``torch.load(weights_only=True)`` accepts only tensors and plain containers, so a crafted pickle is refused
-    instead of executed; the file's SHA-256 must start with ``sha256_prefix`` (the official file's, the digits in its
-    name). ``option`` says how a user points gclib at the file."""
+    instead of executed; the file's SHA-256 must be ``sha256`` (the official file's, all 64 digits; None: a file
+    the caller vouches for). ``option`` says how a user points gclib at the file."""
     from ..data import DatasetError
     from ..data.download import sha256_of
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {name} weights at {path}: download {url} on a machine with "
                                 f"internet and copy it there (or set {option})")
-    if sha256_prefix is not None and not sha256_of(path).startswith(sha256_prefix):
+    if sha256 is not None and sha256_of(path) != sha256:
         raise DatasetError(f"{path} is not the official {name} weights: its SHA-256 is {sha256_of(path)}, the "
-                           f"official file's starts with {sha256_prefix}. Download {url} again.")
+                           f"official file's is {sha256}. Download {url} again.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # pickle.UnpicklingError for anything beyond tensors and containers
@@ -284,8 +284,7 @@ def load_checked_state(path: str | Path, sha256_prefix: str | None, name: str, u
     return state
 
 
-def inception_extractor(weights_path: str | Path | None = None, sha256_prefix: str | None = INCEPTION_SHA256_PREFIX
-                        ) -> nn.Module:
+def inception_extractor(weights_path: str | Path | None = None, sha256: str | None = INCEPTION_SHA256) -> nn.Module:
     """Inception-v3 pool3 (2048-d) of the FID literature, its weights loaded safely (:func:`load_inception_state`).
 
     Without ``weights_path`` the official file is downloaded once (resumable, checked) to
@@ -299,7 +298,7 @@ def inception_extractor(weights_path: str | Path | None = None, sha256_prefix: s
         weights_path = inception_weights_path()
         if not weights_path.exists():
             fetch(INCEPTION_URL, weights_path)
-    state = load_inception_state(weights_path, sha256_prefix)
+    state = load_inception_state(weights_path, sha256)
     # torch-fidelity builds the network from a file it unpickles in full; hand it a copy we wrote ourselves from the
     # checked tensors, so nothing of the user's file is ever unpickled that way
     with tempfile.TemporaryDirectory() as tmp:
@@ -315,8 +314,8 @@ def inception_extractor(weights_path: str | Path | None = None, sha256_prefix: s
 
 
 # VGG19 (torchvision's ImageNet weights), the perceptual loss network of GauGAN; never downloaded by gclib.
-VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-VGG19_SHA256_PREFIX = "dcbb9e9d"
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"    # 574,673,361 bytes
+VGG19_SHA256 = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
 
 
 class VGG19Features(nn.Module):
@@ -342,11 +341,11 @@ class VGG19Features(nn.Module):
         return maps
 
 
-def vgg19_features(path: str | Path, sha256_prefix: str | None = VGG19_SHA256_PREFIX) -> VGG19Features:
+def vgg19_features(path: str | Path, sha256: str | None = VGG19_SHA256) -> VGG19Features:
     """VGG19's feature layers with the weights in ``path`` (torchvision's ``vgg19-dcbb9e9d.pth``, or a file of its
     ``features.*`` tensors), checked and read safely (:func:`load_checked_state`)."""
     from ..data import DatasetError
-    state = load_checked_state(path, sha256_prefix, "VGG19", VGG19_URL, "the preset field spade.vgg_weights")
+    state = load_checked_state(path, sha256, "VGG19", VGG19_URL, "the preset field spade.vgg_weights")
     net = VGG19Features()
     wanted = {k: v for k, v in state.items() if k.startswith("features.")
               and int(k.split(".")[1]) < VGG19Features.cuts[-1]}

@@ -49,10 +49,10 @@ class GauGANConfig(DistillConfig):
 
 
 def perceptual_net_name(vgg_weights: str = "") -> str:
-    """The perceptual network's name in a stage's key: VGG19 (the official file's digest prefix) when the user
+    """The perceptual network's name in a stage's key: VGG19 (the first digits of the official file's digest) when the user
     supplies its weights, else the offline extractor's version."""
-    from ..metrics.features import OFFLINE_VERSION, VGG19_SHA256_PREFIX
-    return f"vgg19-{VGG19_SHA256_PREFIX}" if vgg_weights else f"offline-v{OFFLINE_VERSION}"
+    from ..metrics.features import OFFLINE_VERSION, VGG19_SHA256
+    return f"vgg19-{VGG19_SHA256[:8]}" if vgg_weights else f"offline-v{OFFLINE_VERSION}"
 
 
 def gaugan_config(preset, steps: int, seed: int, variant: str = "teacher") -> GauGANConfig:
