@@ -21,7 +21,7 @@ run: $(VENV)/.installed
 
 ## make test: unit tests (with the browser test of notebook 04's widget), then every notebook under nbval in smoke
 test: $(VENV)/.installed browser
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=30
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=30 -n auto --maxprocesses=4 --dist loadgroup
 
 smoke: $(VENV)/.installed
 	$(PY) -m gclib run --preset smoke
