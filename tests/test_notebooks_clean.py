@@ -20,7 +20,11 @@ def test_notebook_is_clean(path):
         if cell["cell_type"] == "code":
             assert cell.get("outputs") == [], f"{path.name}: a cell has outputs"
             assert cell.get("execution_count") is None, f"{path.name}: a cell has an execution count"
-        assert set(cell.get("metadata", {})) <= {"tags"}, f"{path.name}: noisy cell metadata {cell['metadata']}"
+        meta = cell.get("metadata", {})
+        if "solution" in meta.get("tags", []):      # a worked solution: collapsed until the reader opens it
+            assert meta.get("jupyter") == {"source_hidden": True}, f"{path.name}: a solution cell is not collapsed"
+            meta = {k: v for k, v in meta.items() if k != "jupyter"}
+        assert set(meta) <= {"tags"}, f"{path.name}: noisy cell metadata {cell['metadata']}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -43,3 +47,21 @@ def test_notebook_has_goals_summary_and_exercises(path):
     for heading in ("**Goals**", "## Summary", "## Exercises"):
         assert heading in text, f"{path.name} lacks {heading}"
     assert "| `smoke` |" in text and "| `laptop` |" in text  # the runtime table per preset
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_has_an_expected_outcome_where_a_notebook_gives_them(path):
+    """A notebook's "Expected outcomes and solutions" lists one outcome per exercise, numbered alike, and each
+    solution cell names an exercise that exists."""
+    import re
+    cells = json.loads(path.read_text())["cells"]
+    text = ["".join(c["source"]) for c in cells]
+    exercises = next(t for t in text if "## Exercises" in t).split("## Exercises")[1]
+    asked = re.findall(r"^(\d+)\. ", exercises, flags=re.M)
+    outcomes = next((t for t in text if t.startswith("### Expected outcomes and solutions")), None)
+    if outcomes is None:
+        pytest.skip(f"{path.name} gives no expected outcomes yet")
+    assert re.findall(r"^(\d+)\. ", outcomes, flags=re.M) == asked
+    solved = [re.match(r"# Solution to exercise (\d+)", t) for t, c in zip(text, cells)
+              if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert solved and all(m and m.group(1) in asked for m in solved)
