@@ -368,6 +368,8 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
             save_file(flat, str(tmp))
             atomic_write_bytes(target, tmp.read_bytes())
             tmp.unlink()
+    elif (zoo_dir / f"{name}.safetensors").exists():   # shipped with weights before, as its record alone now
+        (zoo_dir / f"{name}.safetensors").unlink()        # (the zoo's own build output; git keeps the old file)
     atomic_write_json(zoo_dir / f"{name}.json", record)
     write_sums(zoo_dir)
     return record
@@ -378,13 +380,15 @@ HISTORY_ROWS = 500   # a shipped record's training history: at most this many ro
 
 def thin_history(history: list[dict], rows: int = HISTORY_ROWS) -> list[dict]:
     """The per-step training history in at most ``rows`` rows: each the mean of its block of consecutive steps (the
-    curves notebooks draw are rolling means anyway), ``seconds`` summed, ``step`` the block's last step."""
+    curves notebooks draw are rolling means anyway), ``seconds`` summed, ``step`` the block's last step; values to 5
+    significant digits (a record is text in git)."""
     size = -(-len(history) // rows) if history else 1
     out = []
     for start in range(0, len(history), size):
         block = history[start:start + size]
         row = {k: sum(h[k] for h in block) / len(block) for k in block[0] if k not in ("step", "seconds")}
-        out.append({**row, "seconds": sum(h["seconds"] for h in block), "step": block[-1]["step"]})
+        row["seconds"] = sum(h["seconds"] for h in block)
+        out.append({**{k: float(f"{v:.5g}") for k, v in row.items()}, "step": block[-1]["step"]})
     return out
 
 
