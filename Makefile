@@ -19,9 +19,16 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(PY) -m gclib run --preset $(PRESET) $(if $(DATASET),--dataset-root $(DATASET))
 
-## make test: unit tests (with the browser test of notebook 04's widget), then every notebook under nbval in smoke
+## make test: the unit tests (with the browser test of notebook 04's widget) and, side by side on the second core,
+## every notebook under nbval in smoke, in order (02 loads what 01 trained); the notebooks' report is printed after
+## the unit tests', and the target fails when either fails
+PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=20
 test: $(VENV)/.installed browser
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=30 -n auto --maxprocesses=4 --dist loadgroup
+	@mkdir -p runs; OMP_NUM_THREADS=1 $(PYTEST) notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
+	  > runs/notebooks-test.log 2>&1 & notebooks=$$!; \
+	OMP_NUM_THREADS=1 $(PYTEST) tests; unit=$$?; \
+	wait $$notebooks; nb=$$?; echo; echo "=== the notebooks under nbval (runs/notebooks-test.log) ==="; \
+	cat runs/notebooks-test.log; echo "unit tests: exit $$unit; notebooks: exit $$nb"; [ $$unit -eq 0 ] && [ $$nb -eq 0 ]
 
 smoke: $(VENV)/.installed
 	$(PY) -m gclib run --preset smoke
