@@ -50,8 +50,8 @@ class Section:
 
 # section name -> what it ships; `zoo build --sections` takes these names
 ZOO_SECTIONS = {"facades": Section("facades", True), "stripes": Section("stripes", False),
-                "gaugan": Section("facades", True, "spade", ("teacher",)),
-                "munit": Section("coats", False, "munit", ("teacher",))}
+                "gaugan": Section("facades", True, "spade", ("teacher",))}
+# MUNIT (notebook 07) is not shipped: on the coats task its teacher did not learn within the budget (docs/)
 # 16-bit storage is used where the generator's outputs move by at most this many of 255 grey levels
 FP16_TOLERANCE = 2.0
 CHECK_IMAGES = 64    # held-out images re-scored by `zoo verify` (and CI) against the record
