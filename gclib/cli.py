@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
     zb.add_argument("--sections", default="facades,stripes,gaugan",
                     help="which notebooks' trainings: facades, stripes (01-03), gaugan (06)")
-    zb.add_argument("--stages", default="teacher,supernet", help="which shipped stages to build (teacher, supernet)")
+    zb.add_argument("--stages", default="teacher,supernet,standalone",
+                    help="which shipped stages to build (teacher, supernet, standalone)")
     zsub.add_parser("export", help="export what runs/zoo holds finished (a build's last step, on its own)")
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
     z.set_defaults(func=_cmd_zoo)
@@ -341,8 +342,14 @@ def _cmd_zoo(args) -> int:
 
     from . import zoo
     if args.action == "build":
+        sections, kinds = args.sections.split(","), tuple(args.stages.split(","))
+        unknown = sorted(set(sections) - set(zoo.ZOO_SECTIONS)) + sorted(set(kinds) - set(zoo.ZOO_STAGES))
+        if unknown:
+            print(f"error: zoo build: unknown {', '.join(map(repr, unknown))}; --sections takes "
+                  f"{','.join(zoo.ZOO_SECTIONS)}, --stages {','.join(zoo.ZOO_STAGES)}", file=sys.stderr)
+            return 2
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        for record in zoo.build(args.sections.split(","), kinds=tuple(args.stages.split(","))):
+        for record in zoo.build(sections, kinds=kinds):
             s = record["stage"]
             print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
                   f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")

@@ -84,14 +84,14 @@ def test_a_changed_setting_strands_the_zoo_with_a_message(tiny_zoo, monkeypatch)
     monkeypatch.setitem(zoo.__dict__, "expected_stages",
                         lambda preset: {zoo.stem(stages.teacher_stage(changed.for_task("facades"),
                                                                       load_task("facades", changed), 0)): None})
-    with pytest.raises(zoo.ZooError, match="stranded the zoo.*python -m gclib zoo build --tasks facades"):
+    with pytest.raises(zoo.ZooError, match="stranded the zoo.*python -m gclib zoo build --sections facades"):
         zoo.verify(shelf, preset="smoke")
 
 
 def test_the_record_says_how_to_rebuild_and_what_was_kept(tiny_zoo):
     cfg, trained, record, shelf = tiny_zoo
     on_disk = json.loads((shelf / f"{trained.artifact.path.name[:-3]}.json").read_text())
-    assert on_disk["command"] == "python -m gclib zoo build --tasks facades"
+    assert on_disk["command"] == "python -m gclib zoo build --sections facades"
     assert on_disk["selected"]["weights"] in ("best", "average", "last")
     assert {"fid", "fid low", "fid high"} <= set(on_disk["heldout_scores"])
     assert on_disk["plateau"]["holds"] in (True, False) and on_disk["trained_at"] != ""
@@ -150,7 +150,7 @@ def test_other_training_images_strand_the_zoo(tiny_zoo, monkeypatch):
     cfg, trained, record, shelf = tiny_zoo
     assert record["data"] == zoo.data_digest("facades", "smoke")
     monkeypatch.setattr(zoo, "data_digest", lambda task, preset: {"embedded_version": -1, "train_sha256": "x"})
-    with pytest.raises(zoo.ZooError, match="other facades training images.*zoo build --tasks facades"):
+    with pytest.raises(zoo.ZooError, match="other facades training images.*zoo build --sections facades"):
         zoo.verify(shelf, preset="smoke")
 
 
@@ -199,3 +199,11 @@ def test_a_seed_shipped_as_its_record_alone_drops_its_old_weights_file(tiny_zoo,
     assert not (copy / f"{name}.safetensors").exists() and f"{name}.safetensors" not in zoo.read_sums(copy)
     assert record["networks"] == [] and "fid" in record["test_scores"]["offline"]
     assert zoo.verify(copy, preset="smoke") == [name]
+
+
+def test_zoo_build_names_an_unknown_section_or_stage_before_training(capsys):
+    from gclib.cli import main
+    assert main(["zoo", "build", "--sections", "facades,munit"]) == 2
+    assert "unknown 'munit'; --sections takes facades,stripes,gaugan" in capsys.readouterr().err
+    assert main(["zoo", "build", "--stages", "students"]) == 2
+    assert "unknown 'students'" in capsys.readouterr().err
