@@ -337,6 +337,12 @@ def _cmd_publish(args) -> int:
     return 0
 
 
+def _shipped(record: dict) -> str:
+    s = record["stage"]
+    return (f"shipped {s['kind']} {s['task']} ({s['settings'].get('family', 'resnet')}) seed {s['seed']} "
+            f"({record['storage']}, {'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
+
+
 def _cmd_zoo(args) -> int:
     import torch
 
@@ -350,15 +356,11 @@ def _cmd_zoo(args) -> int:
             return 2
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         for record in zoo.build(sections, kinds=kinds):
-            s = record["stage"]
-            print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
-                  f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
+            print(_shipped(record))
         return 0
     if args.action == "export":
         for record in zoo.export_built():
-            s = record["stage"]
-            print(f"shipped {s['kind']} {s['task']} seed {s['seed']} ({record['storage']}, "
-                  f"{'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
+            print(_shipped(record))
         return 0
     try:
         checked = zoo.verify()
