@@ -8,6 +8,8 @@
 3. :func:`contenders`: under a budget, the searched sub-network and the uniform rival it must beat.
 4. :func:`fine_tune`: both fine-tuned from the supernet with the same recipe and seeds, so any difference after
    fine-tuning is the architecture's.
+5. :func:`frontier`: steps 3 and 4 at every budget, scored on the test split before and after fine-tuning; and
+   :func:`teacher_band`, :func:`at_teacher_quality`, :func:`largest_reduction`: what the frontier says.
 """
 from __future__ import annotations
 
@@ -72,3 +74,66 @@ def fine_tune(preset, data, teacher, supernet, configs: dict[str, str], runs_dir
                                      start="supernet", supernet=supernet, seed=s, device=device, cache=cache,
                                      progress=progress)
             for name, config in configs.items() for s in seeds}
+
+
+def frontier(preset, data, teacher, supernet, found: Search, runs_dir, seeds: list[int], device, test_scorer,
+             heldout_scorer, macs: Callable[[str], float], cache=None, progress: bool = True) -> list[dict]:
+    """The compression frontier: under every budget of ``found``, the searched sub-network and its uniform rival,
+    each scored on the test split with the supernet's shared weights (``before``) and after fine-tuning once per
+    seed (``after``: {seed: scores}); one row per (budget, role). A budget whose best is the uniform network is
+    fine-tuned once and gets a single row (role ``"searched = uniform"``). ``gain``: the searched network's
+    held-out gain over the uniform one after fine-tuning with the first seed, with its paired interval, on the
+    search's metric (a :class:`~gclib.metrics.Score`), where the two differ."""
+    from .families import get_family
+    family = get_family(preset.family)
+    rows = []
+    for label, plan in found.plan.items():
+        searched, uniform = contenders(found, label)
+        roles = {"searched": searched, "uniform": uniform} if searched != uniform else {"searched = uniform": uniform}
+        tuned = fine_tune(preset, data, teacher, supernet, roles, runs_dir, seeds, device, cache, progress)
+        gain = None
+        if searched != uniform:
+            metric = found.evaluator.key
+            gain = heldout_scorer.paired_gain(tuned["uniform", seeds[0]].net, tuned["searched", seeds[0]].net,
+                                              resamples=100, only=(metric,))[metric]
+        for role, config in roles.items():
+            rows.append({"budget": label, "budget macs": plan["budget"], "role": role, "config": config,
+                         "macs": macs(config), "before": test_scorer(family.extract(supernet.net, config).to(device)),
+                         "after": {s: test_scorer(tuned[role, s].net) for s in seeds},
+                         "gain": gain, "minutes": sum(tuned[role, s].artifact.training_minutes for s in seeds)})
+    return rows
+
+
+def teacher_band(teacher_scores: list[dict], metric: str) -> tuple[float, float]:
+    """The teacher's band on ``metric`` (best, worst): the spread of its seeds; a teacher of one seed, its 95%
+    bootstrap interval (the only spread it has)."""
+    from .report import LOWER_IS_BETTER
+    if len(teacher_scores) > 1:
+        values = [t[metric] for t in teacher_scores]
+    else:
+        values = [teacher_scores[0].get(f"{metric} low", teacher_scores[0][metric]),
+                  teacher_scores[0].get(f"{metric} high", teacher_scores[0][metric])]
+    return (min(values), max(values)) if LOWER_IS_BETTER[metric] else (max(values), min(values))
+
+
+def at_teacher_quality(row: dict, teacher_scores: list[dict], metrics: list[str]) -> dict[str, bool]:
+    """{metric: whether the row's mean over its fine-tuning seeds is no worse than the worse end of the teacher's
+    band} (:func:`teacher_band`)."""
+    from .report import LOWER_IS_BETTER
+    out = {}
+    for m in metrics:
+        mean = sum(s[m] for s in row["after"].values()) / len(row["after"])
+        worst = teacher_band(teacher_scores, m)[1]
+        out[m] = bool(mean <= worst if LOWER_IS_BETTER[m] else mean >= worst)
+    return out
+
+
+def largest_reduction(rows: list[dict], teacher_scores: list[dict], teacher_macs: float, metrics: list[str],
+                      roles: tuple[str, ...] = ("searched", "searched = uniform")) -> dict | None:
+    """The row of ``roles`` with the largest MAC reduction whose every metric is at teacher quality (None: no
+    budget reaches it), with ``reduction`` = teacher MACs / its MACs."""
+    held = [r for r in rows if r["role"] in roles and all(at_teacher_quality(r, teacher_scores, metrics).values())]
+    if not held:
+        return None
+    best = min(held, key=lambda r: r["macs"])
+    return {**best, "reduction": teacher_macs / best["macs"]}

@@ -181,3 +181,41 @@ def damage_ladder(rows: list[dict], metric: str = "fid", title: str = ""):
     fig.suptitle(title or f"does {metric.upper()} see damage? (95% bootstrap intervals)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def frontier(record: dict, metrics: list[str], names: dict[str, str], paper_ratio: float | None = None):
+    """Quality after fine-tuning against the MAC reduction, one panel per metric: searched and uniform sub-networks
+    (mean over fine-tuning seeds, bars from the worst to the best seed), the same networks before fine-tuning
+    (hollow), the teacher's band (shaded: its seeds' spread, or the interval of a single seed), the floor of two
+    real samples (dashed), the paper's ratio (dotted), and the score of doing nothing (the inputs as outputs)."""
+    from .pipeline import teacher_band
+    teachers = list(record["teacher_test"].values())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
+    styles = {"searched": ("C0", "o"), "uniform": ("C1", "s"), "searched = uniform": ("C2", "D")}
+    for ax, m in zip(axes[0], metrics):
+        for role, (colour, marker) in styles.items():
+            rows = sorted((r for r in record["rows"] if r["role"] == role), key=lambda r: r["macs"], reverse=True)
+            if not rows:
+                continue
+            x = np.array([record["teacher_macs"] / r["macs"] for r in rows])
+            values = [[s[m] for s in r["after"].values()] for r in rows]
+            mean = np.array([np.mean(v) for v in values])
+            err = np.array([[mu - min(v) for mu, v in zip(mean, values)], [max(v) - mu for mu, v in zip(mean, values)]])
+            ax.errorbar(x, mean, yerr=err, color=colour, marker=marker, ms=5, capsize=2, lw=1,
+                        label=f"{role}, fine-tuned")
+            ax.scatter(x, [r["before"][m] for r in rows], facecolors="none", edgecolors=colour, marker=marker, s=28,
+                       label=f"{role}, before fine-tuning")
+        best, worst = teacher_band(teachers, m)
+        ax.axhspan(min(best, worst), max(best, worst), color="0.6", alpha=0.35, label="teacher band")
+        if m in record.get("floor", {}):
+            ax.axhline(record["floor"][m], color="k", ls="--", lw=0.8, label="floor (real vs real)")
+        if paper_ratio:
+            ax.axvline(paper_ratio, color="C3", ls=":", lw=1, label=f"paper's ratio ({paper_ratio}x)")
+        if m in record.get("identity_test", {}):   # doing nothing: far off most axes, so written, not drawn
+            ax.text(0.02, 0.02, f"doing nothing: {record['identity_test'][m]:.3g}", transform=ax.transAxes,
+                    fontsize=7, color="0.3")
+        ax.set_xscale("log")
+        ax.set(xlabel="x fewer MACs than the teacher (log)", ylabel=names.get(m, m), title=f"{names.get(m, m)}, test")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -120,6 +120,9 @@ class SupernetPart:
 class SearchPart:
     budget_widths: tuple = (24, 32, 40)  # budgets: the MACs of the uniform sub-networks of these widths
     budget_gmacs: tuple = ()   # absolute budgets in G MACs at data.image_size; when set they replace budget_widths
+    # the compression frontier's budgets (uniform widths), searched and fine-tuned by `zoo build --stages frontier`
+    # and read by notebook 04; (): the search's own budgets
+    frontier_widths: tuple = ()
     population: int = 20
     generations: int = 5
     parent_fraction: float = 0.25
@@ -327,8 +330,9 @@ def validate(p: Preset) -> None:
         if max(choices) > t.ngf:
             _fail(p, f"supernet.{name}", choices, f"at most teacher.ngf ({t.ngf}) wide: the supernet starts from "
                                                   f"the teacher's channels")
-        if not set(p.search.budget_widths) <= set(choices):
-            _fail(p, "search.budget_widths", p.search.budget_widths, f"widths in supernet.{name} {choices}")
+        for field in ("budget_widths", "frontier_widths"):
+            if not set(getattr(p.search, field)) <= set(choices):
+                _fail(p, f"search.{field}", getattr(p.search, field), f"widths in supernet.{name} {choices}")
     entry = p.supernet.entry_choices
     if not isinstance(entry, dict) or any(
             not isinstance(k, str) or not isinstance(v, (tuple, list)) or not v
@@ -396,17 +400,20 @@ PRESETS: dict[str, Preset] = {
         # sandwich: its shared weights ranked sub-networks like stand-alone training on facades, uniform's did not
         supernet=SupernetPart(choices=(16, 20, 24, 32, 40, 48), unpaired_choices=(16, 20, 24, 32, 40, 48),
                               steps=3000, rank_configs=10, standalone_steps=1000, sampler="sandwich"),
-        search=SearchPart(budget_widths=(16, 20, 24), finetune_steps=1000),
+        # the frontier's budgets: 5x to 40x fewer MACs than the teacher (the paper's pix2pix 12x sits at width 32)
+        search=SearchPart(budget_widths=(16, 20, 24), finetune_steps=1000, frontier_widths=(48, 32, 24, 20, 16)),
         profiling=ProfilingPart(repeats=5),
         # facades: search by the metric its supernet ranks by; distil against half of D (as good, half the time).
         # stripes: a half-width CycleGAN teacher (the paper's is 40 min a seed), a D without instance norm at 32x32,
-        # widths down to 6 so the search has room under the main budget (8), up2 pinned (its filters cannot be shared)
+        # widths down to 6 so the search has room under the main budget (8), up2 pinned (its filters cannot be shared);
+        # budgets 4x to 27x (the paper's CycleGAN 21x lies between widths 12 and 8; the narrowest network is 37x)
         tasks={"facades": {"search.metric": "perceptual", "student.ndf": 32},
                "stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 5000, "teacher.d_norm": "none",
                            "data.batch_size": 4, "student.ngf": 8, "supernet.choices": (6, 8, 12, 16, 24, 32),
                            "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "supernet.entry_choices": {"up2": (8,)},
                            "supernet.sampler": "uniform",
-                           "supernet.standalone_seeds": (0, 1), "search.budget_widths": (8, 12, 16)}},
+                           "supernet.standalone_seeds": (0, 1), "search.budget_widths": (8, 12, 16),
+                           "search.frontier_widths": (24, 16, 12, 8)}},
         # GauGAN and MUNIT at a quarter of the paper's width, to fit notebooks 06 and 07 in about 15 minutes (the
         # GauGAN teacher is trained once, in the zoo); MUNIT in batches of one image (batches of 8 lost the style)
         families={"spade": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 6000, "teacher.seeds": (0,),
@@ -414,14 +421,15 @@ PRESETS: dict[str, Preset] = {
                             "supernet.unpaired_choices": (4, 6, 8, 12, 16), "supernet.steps": 1000,
                             "search.budget_widths": (6, 8), "search.population": 10, "search.generations": 3,
                             "search.finetune_steps": 250, "supernet.sampler": "uniform", "teacher.speed_ups": (),
-                            "speed_ups": ("channels_last", "fused_adam")},
-                  "munit": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 2500, "teacher.seeds": (0,),
+                            "speed_ups": ("channels_last", "fused_adam"), "search.frontier_widths": ()},
+                  "munit": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 8000, "teacher.seeds": (0,),
                             "teacher.d_norm": "none", "data.batch_size": 1, "optim.lr": 1e-4, "student.ngf": 6,
                             "student.ndf": 0,
                             "supernet.choices": (4, 6, 8, 12, 16), "supernet.unpaired_choices": (4, 6, 8, 12, 16),
                             "supernet.steps": 1000, "search.budget_widths": (6, 8), "search.population": 10,
                             "search.generations": 3, "search.finetune_steps": 250, "supernet.sampler": "uniform",
-                            "teacher.speed_ups": (), "speed_ups": ("channels_last", "fused_adam")}}),
+                            "teacher.speed_ups": (), "speed_ups": ("channels_last", "fused_adam"),
+                            "search.frontier_widths": ()}}),
     "gpu": Preset(
         # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
         # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's

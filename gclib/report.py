@@ -67,6 +67,27 @@ def markdown_table(results: list[dict], runtimes: dict[str, float] | None = None
     return render_cells(cells, tasks)
 
 
+HEADLINE = ("frontier family", "frontier task", "paper's ratio (x)", "largest MAC reduction at teacher quality",
+            "frontier verdict")
+
+
+def headline_table(cells: dict[tuple[str, str], dict[str, str]]) -> str:
+    """The paper's result per family, one row each, from the figures of the notebooks that draw a frontier (04 per
+    task, 06, 07) as :func:`parse_cells` reads them: the paper's ratio beside the largest MAC reduction at teacher
+    quality. Empty when no notebook recorded one."""
+    rows = []
+    for notebook in dict.fromkeys(nb for nb, _ in cells):
+        columns = {figure: cells.get((notebook, figure), {}) for figure in HEADLINE}
+        for task in columns[HEADLINE[0]]:
+            if all(task in c for c in columns.values()):
+                rows.append([columns[f][task] for f in HEADLINE])
+    if not rows:
+        return ""
+    lines = ["| family | task | the paper's ratio (x) | largest MAC reduction at teacher quality | verdict |",
+             "|---|---|---|---|---|"] + ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n\n"
+
+
 def render_cells(cells: dict[tuple[str, str], dict[str, str]], tasks=EMBEDDED_TASKS) -> str:
     """``{(notebook, figure): {task: text}}`` (task ``""`` for a task-free notebook) as the tables of
     :func:`markdown_table`; :func:`parse_cells` reads them back."""
@@ -147,7 +168,8 @@ def write_summary(runs_dir: str | Path, preset: str, runtimes: dict[str, float],
                  else f"on {wall['cores']} cores")
         md += (f"; the last run of notebook{'s' if len(books) > 1 else ''} {', '.join(books)} took "
                f"{wall['minutes']:.0f} minutes ({where})")
-    md += ".\n\n" + markdown_table(results, runtimes)
+    table = markdown_table(results, runtimes)
+    md += ".\n\n" + headline_table(parse_cells(table)) + table
     atomic_write_bytes(runs_dir / "summary.md", md.encode())
     return runs_dir / "summary.json", runs_dir / "summary.md"
 
@@ -204,8 +226,9 @@ def update_results(results: str | Path, summary_md: str) -> bool:
     head, rest = text.split(RESULTS_START, 1)
     old_block, tail = rest.split(RESULTS_END, 1)
     intro, table_start, _ = summary_md.partition("| notebook |")
-    merged = render_cells(merge_cells(parse_cells(old_block), parse_cells(summary_md)),
-                          tasks=_tasks_in(old_block + summary_md))
+    intro = intro.partition("| family |")[0]           # the headline is rebuilt from the merged figures
+    cells = merge_cells(parse_cells(old_block), parse_cells(summary_md))
+    merged = headline_table(cells) + render_cells(cells, tasks=_tasks_in(old_block + summary_md))
     new = f"{head}{RESULTS_START}\n{intro if table_start else summary_md.rstrip() + chr(10) * 2}{merged}{RESULTS_END}{tail}"
     if new != text:
         atomic_write_bytes(results, new.encode())
@@ -276,3 +299,68 @@ def within_teacher_spread(student, teachers, metric: str) -> bool:
     alike, differing only in seed), i.e. inside or beyond the teachers' own seed-to-seed spread."""
     mean = sum(student) / len(student)
     return mean <= max(teachers) if LOWER_IS_BETTER[metric] else mean >= min(teachers)
+
+
+# The paper's MAC reduction at teacher quality per family (GAN Compression, CVPR 2020; MUNIT from Fast GAN
+# Compression): pix2pix edges2shoes 11.8x, CycleGAN horse2zebra 21.3x, GauGAN cityscapes 9.0x, MUNIT edges2shoes 29.4x
+PAPER_RATIOS = {"pix2pix": 11.8, "CycleGAN": 21.3, "GauGAN": 9.0, "MUNIT": 29.4}
+
+
+def family_name(family: str, paired: bool) -> str:
+    """The paper's name of a generator family on a task: ResNet generators are pix2pix (paired) or CycleGAN."""
+    return {"spade": "GauGAN", "munit": "MUNIT"}.get(family, "pix2pix" if paired else "CycleGAN")
+
+
+def frontier_metrics(record: dict) -> list[str]:
+    """The metrics a frontier is judged on: every score the family's test scorer gives (FID, KID, mIoU; paired tasks'
+    distances to the target; MUNIT's diversity), in LOWER_IS_BETTER's order."""
+    first = next(iter(record["rows"][0]["after"].values()))
+    return [m for m in LOWER_IS_BETTER if m in first]
+
+
+def frontier_table(record: dict):
+    """One row per (budget, role) of a frontier record: MACs and reduction, the test scores after fine-tuning (mean
+    over seeds, and the seed spread), before fine-tuning (shared weights), and whether every metric is at teacher
+    quality (inside the teacher's band, :func:`gclib.pipeline.teacher_band`)."""
+    import pandas as pd
+
+    from .pipeline import at_teacher_quality
+    metrics = frontier_metrics(record)
+    teachers = list(record["teacher_test"].values())
+    rows = []
+    for r in record["rows"]:
+        row = {"budget": r["budget"], "role": r["role"], "config": r["config"],
+               "x fewer MACs": record["teacher_macs"] / r["macs"]}
+        for m in metrics:
+            values = [s[m] for s in r["after"].values()]
+            row[m] = sum(values) / len(values)
+            row[f"{m} spread"] = seed_spread(values)
+            row[f"{m} before"] = r["before"][m]
+        quality = at_teacher_quality(r, teachers, metrics)
+        row["at teacher quality on"] = ", ".join(m for m in metrics if quality[m]) or "none"
+        row["at teacher quality"] = all(quality.values())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frontier_verdict(record: dict, family: str) -> dict:
+    """The frontier's headline for ``family`` (a key of PAPER_RATIOS): the largest MAC reduction of a searched
+    sub-network at teacher quality on every metric, against the paper's ratio: ``held`` (at least the paper's),
+    ``partly`` (some budget at teacher quality, below the paper's ratio), ``not`` (none); and in words."""
+    from .pipeline import largest_reduction
+    metrics = frontier_metrics(record)
+    best = largest_reduction(record["rows"], list(record["teacher_test"].values()), record["teacher_macs"], metrics)
+    paper = PAPER_RATIOS[family]
+    ratios = sorted(record["teacher_macs"] / b for b in record["search"]["budgets"].values())
+    if best is None:
+        verdict, text = "not", (f"no searched sub-network is at teacher quality on every metric at any of the "
+                                f"budgets tested ({', '.join(f'{x:.1f}x' for x in ratios)}); the paper's "
+                                f"{family}: {paper}x")
+    else:
+        verdict = "held" if best["reduction"] >= paper else "partly"
+        text = (f"the largest MAC reduction at teacher quality on every metric ({', '.join(metrics)}) is "
+                f"{best['reduction']:.1f}x ({best['config']}, the {best['budget']} budget), "
+                f"{'at least' if verdict == 'held' else 'below'} the paper's {paper}x for {family} "
+                f"(budgets tested: {', '.join(f'{x:.1f}x' for x in ratios)})")
+    return {"verdict": verdict, "reduction": None if best is None else best["reduction"], "paper": paper,
+            "text": text, "metrics": metrics}

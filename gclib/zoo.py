@@ -11,6 +11,10 @@ Each shipped artifact is two files named after its stage (``teacher_facades_s0_<
   kept, the held-out scores with intervals beside the floor and the input-as-output reference, the plateau check,
   the command that rebuilds it and the gclib commit it was trained at.
 
+A **frontier** (``frontier_<task>_s0_<key>.json``, a record without networks) holds notebook 04's search and
+fine-tuning repeated at every budget of the preset with every fine-tuning seed, scored on the test split: the
+compression frontier the notebooks draw but would take an hour to train (:func:`build_frontier`).
+
 ``data/zoo/SHA256SUMS`` holds the full SHA-256 of every file; a file that does not match is refused, never loaded.
 
 ``python -m gclib zoo build`` trains every shipped stage from nothing into ``runs/zoo`` (the zoo itself is not
@@ -24,8 +28,9 @@ import hashlib
 import json
 import os
 import subprocess
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -49,9 +54,10 @@ class Section:
 
 
 # section name -> what it ships; `zoo build --sections` takes these names
-ZOO_SECTIONS = {"facades": Section("facades", True), "stripes": Section("stripes", False),
-                "gaugan": Section("facades", True, "spade", ("teacher",))}
-# MUNIT (notebook 07) is not shipped: on the coats task its teacher did not learn within the budget (docs/)
+ZOO_SECTIONS = {"facades": Section("facades", True, kinds=("teacher", "supernet", "standalone", "frontier")),
+                "stripes": Section("stripes", False, kinds=("teacher", "supernet", "standalone", "frontier")),
+                "gaugan": Section("facades", True, "spade", ("teacher",)),
+                "munit": Section("coats", False, "munit", ("teacher",))}
 # 16-bit storage is used where the generator's outputs move by at most this many of 255 grey levels
 FP16_TOLERANCE = 2.0
 CHECK_IMAGES = 64    # held-out images re-scored by `zoo verify` (and CI) against the record
@@ -181,7 +187,32 @@ def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
                     stage = stages.subnet_stage(cfg, data, config, cfg.supernet.standalone_steps, "teacher",
                                                 first.key, s)
                     out[stem(stage)] = stage
+        if "frontier" in section.kinds:
+            stage = frontier_stage(cfg, data)
+            out[stem(stage)] = stage
     return out
+
+
+def frontier_stage(cfg, data):
+    """The frontier's stage: what its numbers depend on (the supernet, every teacher seed, the search's settings,
+    the fine-tuning's recipe and seeds, the test scorer), so a change to any of them makes the shipped one stale."""
+    from . import stages
+    from .families import get_family
+    family = get_family(cfg.family)
+    first = stages.teacher_stage(cfg, data, cfg.teacher.seeds[0])
+    supernet = stages.supernet_stage(cfg, data, first.key, cfg.teacher.seeds[0])
+    space = cfg.supernet.space(family, data.paired)
+    tuning = stages.subnet_stage(cfg, data, space.largest(), cfg.search.finetune_steps, "supernet", supernet.key)
+    settings = {"family": cfg.family, "search": asdict(cfg.search),
+                "fine-tuning": {k: v for k, v in tuning.settings.items() if k != "config"},
+                "fine-tuning seeds": list(cfg.student.seeds),
+                "teachers": [stages.teacher_stage(cfg, data, s).key for s in cfg.teacher.seeds],
+                "test": {"images": cfg.data.n_test, "resamples": FRONTIER_RESAMPLES, "features": "offline"}}
+    return stages.Stage("frontier", data.task, cfg.teacher.seeds[0], settings, parent=supernet.key,
+                        label=stages._label(cfg))
+
+
+FRONTIER_RESAMPLES = 100   # bootstrap resamples of the frontier's test scores (notebook 04's test scorer's)
 
 
 def standalone_configs(cfg, section: Section) -> list[str]:
@@ -214,12 +245,12 @@ def data_digest(section: str, preset: str = ZOO_PRESET) -> dict:
     """What a shipped artifact was trained on: the embedded data's version and a SHA-256 of the training split's
     images. Keys hold the data's settings, not its content: a change to the generator of the embedded tasks would
     otherwise leave the zoo's keys current while its weights were trained on other images."""
-    from .data.embedded import EMBEDDED_VERSION
+    from .data.embedded import data_version
     _, splits, _ = _splits_and_scorer(section, preset)
     h = hashlib.sha256()
     for tensor in (splits.train.A, splits.train.B):
         h.update(tensor.contiguous().numpy().tobytes())
-    return {"embedded_version": EMBEDDED_VERSION, "train_sha256": h.hexdigest()}
+    return {"embedded_version": data_version(ZOO_SECTIONS[section].task), "train_sha256": h.hexdigest()}
 
 
 def rebuild_command(section: str) -> str:
@@ -488,7 +519,7 @@ def build_supernet(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         return stages.supernet(cfg, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
 
 
-ZOO_STAGES = ("teacher", "supernet", "standalone")
+ZOO_STAGES = ("teacher", "supernet", "standalone", "frontier")
 
 
 def build_standalone(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
@@ -508,6 +539,89 @@ def build_standalone(section: str, preset: str = ZOO_PRESET, runs_dir: str | Pat
                               progress=progress)
                 for config in standalone_configs(cfg, ZOO_SECTIONS[section])
                 for s in cfg.supernet.standalone_seeds]
+
+
+def teacher_macs(cfg, family, net=None) -> float:
+    """The teacher's MACs at the preset's resolution (GauGAN's and MUNIT's by their closed forms, with MUNIT's style
+    encoder; the ResNet teacher's as profiled)."""
+    if hasattr(family, "teacher_macs"):
+        return family.teacher_macs(cfg.teacher.ngf, cfg.data.image_size, **family.arch(cfg))
+    from . import metrics
+    return metrics.count_macs(net if net is not None else family.teacher(cfg.teacher.ngf, **family.arch(cfg)),
+                              cfg.data.image_size)
+
+
+def _plain(value):
+    """Scores as JSON: a :class:`~gclib.metrics.Score` as {value, low, high}, dict keys as text."""
+    if hasattr(value, "low") and hasattr(value, "value"):
+        return {"value": float(value.value), "low": float(value.low), "high": float(value.high)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return float(value) if isinstance(value, (float, int)) and not isinstance(value, bool) else value
+
+
+def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR / "frontier",
+                   seed: int = 0, progress: bool = True, zoo_dir: Path | None = None) -> dict:
+    """Notebook 04's search and fine-tuning at every budget of ``search.frontier_widths``, with every fine-tuning seed,
+    against the teachers and supernet a notebook gets (the shipped ones; trained here where the zoo ships none, as
+    GauGAN's and MUNIT's supernets), scored on the test split before and after fine-tuning; written as the
+    section's frontier record. Resumable: the fine-tunings are artifacts in ``runs_dir``."""
+    from . import data as gdata, metrics, pipeline, stages
+    from .artifacts import atomic_write_json
+    from .families import get_family
+    from .recipes.distill import TeacherCache
+    from .search import SupernetEvaluator
+    started = time.time()
+    cfg, splits, heldout = _splits_and_scorer(section, preset, seed)
+    family, device, task = get_family(cfg.family), torch.device("cpu"), ZOO_SECTIONS[section].task
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    teachers = stages.teachers(cfg, splits, runs_dir, seed, device, heldout, progress)
+    teacher = teachers[seed + cfg.teacher.seeds[0]]
+    cache = TeacherCache.for_split(family, teacher.net, splits.train)
+    supernet = stages.supernet(cfg, splits, teacher, runs_dir, seed, device, heldout, cache, progress)
+    space = cfg.supernet.space(family, splits.paired)
+    macs = lambda config: family.config_macs(config, cfg.data.image_size, **family.arch(cfg))
+    evaluator = SupernetEvaluator(supernet.net, heldout, macs, key=cfg.search.metric)
+    widths = cfg.search.frontier_widths or cfg.search.budget_widths     # the notebook's search, at every budget
+    found = pipeline.search(evaluator, space, macs, cfg.override({"search.budget_widths": widths}), seed)
+    segmenter = metrics.load_segmenter(task)
+    test = metrics.split_scorer(splits, "test", metrics.get_extractor("offline"), segmenter,
+                                resamples=FRONTIER_RESAMPLES, style_dim=family.style_dim)
+    seeds = [seed + s for s in cfg.student.seeds]
+    rows = pipeline.frontier(cfg, splits, teacher, supernet, found, runs_dir, seeds, device, test, heldout, macs,
+                             cache, progress)
+    pictures = gdata.load_task(task, cfg, seed).test.A[:len(test.inputs)]      # doing nothing: inputs as outputs
+    stage = frontier_stage(cfg, SimpleNamespace(task=task, paired=splits.paired))
+    record = {
+        "stage": stage.record(), "preset": preset, "networks": [], "section": section,
+        "teacher_macs": teacher_macs(cfg, family, teacher.net),
+        "teacher_test": {str(s): stages.test_scores(t, test, "offline") for s, t in teachers.items()},
+        "floor": {m: float(v.value) for m, v in test.floor.items()},
+        "identity_test": test.score_images(gdata.to_uint8(pictures)),
+        "search": {"metric": cfg.search.metric, "evaluated": len(evaluator.results),
+                   "budgets": {label: p["budget"] for label, p in found.plan.items()}},
+        "rows": rows, "fine-tuning steps": cfg.search.finetune_steps, "seeds": seeds,
+        "command": f"python -m gclib zoo build --sections {section} --stages frontier",
+        "data": data_digest(section, preset), "trained_at": _git_commit(),
+        "minutes": (time.time() - started) / 60,
+    }
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(zoo_dir / f"{stem(stage)}.json", _plain(record))
+    write_sums(zoo_dir)
+    return _plain(record)
+
+
+def frontier_record(section: str, preset: str = ZOO_PRESET, zoo_dir: Path | None = None) -> dict | None:
+    """The shipped frontier of ``section`` if it is current (its key is the one the code and ``preset`` compute
+    now), checked against SHA256SUMS; None where none is shipped for these settings."""
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    cfg = section_preset(section, preset)
+    s = ZOO_SECTIONS[section]
+    name = stem(frontier_stage(cfg, SimpleNamespace(task=s.task, paired=s.paired)))
+    return read_record(name, zoo_dir) if (zoo_dir / f"{name}.json").exists() else None
 
 
 def build(sections: list[str] | None = None, runs_dir: Path = BUILD_DIR, progress: bool = True,
@@ -534,6 +648,8 @@ def build(sections: list[str] | None = None, runs_dir: Path = BUILD_DIR, progres
         if "standalone" in kinds and "standalone" in shipped:
             records += [export(trained.artifact.path, ())
                         for trained in build_standalone(section, runs_dir=runs_dir, progress=progress)]
+        if "frontier" in kinds and "frontier" in shipped:
+            records.append(build_frontier(section, runs_dir=Path(runs_dir) / "frontier", progress=progress))
     write_summary()
     return records
 
@@ -552,7 +668,7 @@ def summary(zoo_dir: Path | None = None) -> str:
              "| artifact | steps | training min | kept weights | held-out FID [95%] | floor | doing nothing | plateau "
              "| stored | MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    total, references = 0, {}
+    total, references, frontiers = 0, {}, []
     for record_path in sorted(zoo_dir.glob("*.json")):
         r = read_record(record_path.stem, zoo_dir, sums)
         files = [zoo_dir / f"{record_path.stem}.{ext}" for ext in ("safetensors", "json")]
@@ -560,6 +676,9 @@ def summary(zoo_dir: Path | None = None) -> str:
         total += size
         if r["stage"]["kind"] == "subnet":       # one row per task below
             references.setdefault(r["stage"]["task"], []).append((r, size))
+            continue
+        if r["stage"]["kind"] == "frontier":     # one table below
+            frontiers.append((record_path.stem, r, size))
             continue
         kept, h, rule = r.get("selected", {}), r["heldout_scores"], r["plateau"]
         kept_text = (f"{kept.get('of', 'average')}, step {kept['step']}" if kept.get("weights") == "best"
@@ -582,6 +701,16 @@ def summary(zoo_dir: Path | None = None) -> str:
             lines.append(f"| {task} | {len(rows)} | {rows[0][0]['history'][-1]['step'] + 1} | "
                          f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | "
                          f"{fids[0]:.1f} to {fids[-1]:.1f} | {sum(size for _, size in rows):.1f} |")
+    if frontiers:
+        lines += ["", "Frontiers (notebook 04's search and fine-tuning at every budget, every fine-tuning seed, scored "
+                      "on the test split), records without weights:", "",
+                  "| frontier | budgets (x fewer MACs) | fine-tunings | training min | build min | MB |",
+                  "|---|---|---|---|---|---|"]
+        for name, r, size in frontiers:
+            ratios = sorted({r["teacher_macs"] / row["budget macs"] for row in r["rows"]})
+            tunings = sum(len(row["after"]) for row in r["rows"])
+            lines.append(f"| `{name}` | {', '.join(f'{x:.1f}' for x in ratios)} | {tunings} | "
+                         f"{sum(row['minutes'] for row in r['rows']):.1f} | {r['minutes']:.1f} | {size:.2f} |")
     lines += ["", f"{total:.1f} MB in all. Rebuild: `python -m gclib zoo build` (trains into `runs/zoo/`, then exports).",
               ""]
     return "\n".join(lines)

@@ -40,6 +40,9 @@ def test_shipped_zoo_is_current_intact_and_reproduces_its_scores():
     for name in checked:
         record = zoo.read_record(name)
         assert record["stage"]["key"] == expected[name].key and record["command"].startswith("python -m gclib zoo")
+        if record["stage"]["kind"] == "frontier":   # scores only: one row per budget and role, every seed scored
+            assert record["rows"] and all(len(r["after"]) == len(record["seeds"]) for r in record["rows"])
+            continue
         assert record["fp16_output_difference_levels"]["max"] <= zoo.FP16_TOLERANCE or record["storage"] == "float32"
         if record["stage"]["kind"] == "teacher":    # worth compressing: far better than doing nothing
             assert record["heldout_scores"]["fid high"] < record["identity_scores"]["fid low"], name
@@ -207,3 +210,80 @@ def test_zoo_build_names_an_unknown_section_or_stage_before_training(capsys):
     assert "unknown 'munit'; --sections takes facades,stripes,gaugan" in capsys.readouterr().err
     assert main(["zoo", "build", "--stages", "students"]) == 2
     assert "unknown 'students'" in capsys.readouterr().err
+
+
+def test_a_frontier_is_the_notebook_search_and_fine_tuning_at_every_budget(tmp_path_factory, monkeypatch):
+    """The frontier record: at every budget the searched network and its uniform rival (one row where only the
+    uniform one fits), each within its budget, fine-tuned with every seed; its scores are those the test scorer gives
+    the fine-tuned networks; it is found while current, refused when tampered with, gone when a setting changes."""
+    runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
+    changes = {"search.frontier_widths": (8, 4), "student.seeds": (0, 1), "search.finetune_steps": 4}
+    smoke = zoo.section_preset
+    monkeypatch.setattr(zoo, "section_preset", lambda section, preset: smoke(section, preset).override(changes))
+    zoo._splits_and_scorer.cache_clear()
+    try:
+        with zoo.disabled():
+            record = zoo.build_frontier("facades", "smoke", runs, progress=False, zoo_dir=shelf)
+        cfg, data, _ = zoo._splits_and_scorer("facades", "smoke")
+        family = get_family(cfg.family)
+        macs = lambda c: family.config_macs(c, cfg.data.image_size, **family.arch(cfg))
+        budgets = record["search"]["budgets"]
+        assert list(budgets) == ["uniform 8", "uniform 4"]
+        assert budgets["uniform 4"] == macs(family.uniform(4)) < budgets["uniform 8"] == macs(family.uniform(8))
+        for label, budget in budgets.items():
+            rows = [r for r in record["rows"] if r["budget"] == label]
+            roles = {r["role"] for r in rows}
+            assert roles in ({"searched", "uniform"}, {"searched = uniform"}), roles
+            assert all(r["macs"] == macs(r["config"]) <= budget for r in rows)
+            assert all(sorted(r["after"]) == ["0", "1"] for r in rows)
+        narrowest = [r for r in record["rows"] if r["budget"] == "uniform 4"]
+        assert [r["role"] for r in narrowest] == ["searched = uniform"]        # nothing else fits the narrowest
+        # the record holds what the test scorer gives the fine-tuned network (loaded back from the runs folder)
+        test = metrics.split_scorer(data, "test", metrics.get_extractor("offline"), metrics.load_segmenter("facades"),
+                                    resamples=zoo.FRONTIER_RESAMPLES)
+        row = record["rows"][0]
+        teacher = stages.teacher(cfg, data, runs, progress=False)
+        sup = stages.supernet(cfg, data, teacher, runs, progress=False)
+        with zoo.disabled():
+            tuned = stages.subnet(cfg, data, teacher, row["config"], runs, cfg.search.finetune_steps,
+                                  start="supernet", supernet=sup, seed=1, progress=False)
+        assert tuned.artifact.trained_now is False
+        measured = test(tuned.net)
+        assert all(abs(row["after"]["1"][m] - measured[m]) <= 1e-6 * max(1.0, abs(measured[m])) for m in measured)
+        assert record["teacher_macs"] == metrics.count_macs(teacher.net, cfg.data.image_size)
+        assert zoo.frontier_record("facades", "smoke", shelf) == record
+        name = next(shelf.glob("frontier_facades_*.json"))
+        name.write_text(name.read_text().replace('"uniform 8"', '"uniform 9"', 1))
+        with pytest.raises(zoo.ZooError, match="does not match its SHA-256"):
+            zoo.frontier_record("facades", "smoke", shelf)
+        changes["search.population"] = 7                              # another search: the record is not for it
+        assert zoo.frontier_record("facades", "smoke", shelf) is None
+    finally:
+        zoo._splits_and_scorer.cache_clear()
+
+
+def test_the_frontier_verdict_reads_the_teacher_band():
+    """At teacher quality means no worse than the worse end of the teacher's band (two seeds: their spread; one
+    seed: its interval); the headline is the smallest searched network that is, against the paper's ratio."""
+    from gclib import pipeline, report
+    row = lambda role, macs, fid, miou: {"budget": f"b{macs}", "role": role, "config": f"c{macs}", "macs": macs,
+                                         "after": {"0": {"fid": fid, "mIoU": miou}, "1": {"fid": fid + 2, "mIoU": miou}},
+                                         "before": {"fid": fid * 2, "mIoU": miou}}
+    rows = [row("searched", 10, 20, 0.9), row("uniform", 10, 21, 0.9), row("searched", 5, 24, 0.85),
+            row("searched = uniform", 2, 40, 0.6)]
+    two = [{"fid": 20.0, "mIoU": 0.9}, {"fid": 25.0, "mIoU": 0.84}]
+    assert pipeline.teacher_band(two, "fid") == (20.0, 25.0) and pipeline.teacher_band(two, "mIoU") == (0.9, 0.84)
+    one = [{"fid": 22.0, "fid low": 20.0, "fid high": 26.0, "mIoU": 0.9, "mIoU low": 0.85, "mIoU high": 0.95}]
+    assert pipeline.teacher_band(one, "fid") == (20.0, 26.0) and pipeline.teacher_band(one, "mIoU") == (0.95, 0.85)
+    assert pipeline.at_teacher_quality(rows[2], two, ["fid", "mIoU"]) == {"fid": True, "mIoU": True}
+    assert pipeline.at_teacher_quality(rows[3], two, ["fid", "mIoU"]) == {"fid": False, "mIoU": False}
+    best = pipeline.largest_reduction(rows, two, 100.0, ["fid", "mIoU"])
+    assert best["config"] == "c5" and best["reduction"] == 20.0
+    record = {"rows": rows, "teacher_test": {"0": two[0], "1": two[1]}, "teacher_macs": 100.0,
+              "search": {"budgets": {"b10": 10, "b5": 5, "b2": 2}}}
+    assert report.frontier_verdict(record, "pix2pix")["verdict"] == "held"            # 20x >= 11.8x
+    assert report.frontier_verdict(record, "MUNIT")["verdict"] == "partly"            # 20x < 29.4x
+    record["teacher_test"] = {"0": {"fid": 1.0, "mIoU": 1.0}, "1": {"fid": 1.0, "mIoU": 1.0}}
+    assert report.frontier_verdict(record, "pix2pix")["verdict"] == "not"
+    table = report.frontier_table(record)
+    assert list(table["x fewer MACs"]) == [10.0, 10.0, 20.0, 50.0] and not table["at teacher quality"].any()

@@ -7,8 +7,8 @@
 - ``stripes`` (unpaired, in the spirit of horse2zebra): domain A holds plain brown animals on grass, domain B
   striped ones, drawn from independent seeds so no pair exists.
 - ``coats`` (unpaired and **multimodal**, in the spirit of edges2shoes for MUNIT, notebook 07): domain A as in
-  ``stripes``, domain B animals whose stripes vary in colour, width and direction (a coat *style*). One plain animal
-  has many right translations; a style code has to choose one.
+  ``stripes``, domain B the same kind of animals in a coat of one of six flat colours (a coat *style*). One plain
+  animal has six right translations; a style code has to choose one.
 
 Every image is an ``uint8`` array (H, W, 3).
 """
@@ -24,9 +24,17 @@ import numpy as np
 from ..artifacts import atomic_write_bytes, set_aside
 
 SPLITS = ("train", "heldout", "test")
-EMBEDDED_VERSION = 3  # part of the cache file names: v2 adds the label maps, v3 the unpaired task's oracle
-                      # translations (the images are those of v1 throughout)
+# Each task's data version, part of its cache file names and of the zoo's data digests: v2 added the label maps, v3
+# the unpaired tasks' oracle translations; coats v4 paints flat coats (a small MUNIT did not learn v3's striped ones).
+DATA_VERSIONS = {"facades": 3, "stripes": 3, "coats": 4}
 EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired", "coats": "unpaired"}
+
+
+def data_version(task: str) -> int:
+    """The version of an embedded task's generated data (a change to what a task draws bumps its own version)."""
+    if task not in DATA_VERSIONS:
+        raise ValueError(f"unknown embedded task {task!r}; choose one of {sorted(DATA_VERSIONS)}")
+    return DATA_VERSIONS[task]
 
 
 def default_data_dir() -> Path:
@@ -175,28 +183,28 @@ def _facade(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 ANIMAL_CLASSES = ("sky", "grass", "plain animal", "striped animal")
 
 
-# Coat styles of the multimodal task: (light, dark) stripe colours, and the ranges of the stripe period (a fraction
-# of the image) and direction (degrees from vertical). The zebra of ``stripes``: white/black, period 1/7, 0 degrees.
-COAT_COLOURS = (((240, 240, 235), (25, 25, 25)),     # zebra
-                ((235, 150, 40), (30, 20, 15)),      # tiger
-                ((150, 200, 245), (20, 40, 110)),    # blue
-                ((245, 225, 120), (40, 90, 40)))     # yellow on green
-COAT_PERIODS = (0.09, 0.22)
-COAT_ANGLES = (-50.0, 50.0)
+# Coat styles of the multimodal task: flat colours, none of them a plain animal's brown nor the grass's green. The
+# striped coats of data version 3 (four colour pairs, any width and direction) were not learned by MUNIT in budget.
+COAT_COLOURS = ((240, 240, 235),    # white
+                (35, 35, 40),       # black
+                (210, 45, 45),      # red
+                (60, 95, 215),      # blue
+                (245, 215, 60),     # yellow
+                (160, 70, 185))     # purple
 
 
-def draw_coat(rng: np.random.Generator) -> tuple[int, float, float]:
-    """A random coat style: (colour index into ``COAT_COLOURS``, period, angle in degrees)."""
-    return int(rng.integers(len(COAT_COLOURS))), float(rng.uniform(*COAT_PERIODS)), float(rng.uniform(*COAT_ANGLES))
+def draw_coat(rng: np.random.Generator) -> tuple[int]:
+    """A random coat style: (colour index into ``COAT_COLOURS``,)."""
+    return (int(rng.integers(len(COAT_COLOURS))),)
 
 
-COAT_ZOOM = 1.5    # the coats task frames its animals closer: its coats' stripes stay several pixels wide at 32x32
+COAT_ZOOM = 1.5    # the coats task frames its animals closer: a coat's colour covers more pixels at 32x32
 
 
-def _animal(rng: np.random.Generator, size: int, striped: bool, coat: tuple[int, float, float] | None = None,
+def _animal(rng: np.random.Generator, size: int, striped: bool, coat: tuple[int] | None = None,
             zoom: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """A four-legged animal on grass under sky; plain brown (domain A) or with stripes (domain B): a zebra's, or
-    those of ``coat`` (:func:`draw_coat`), the view ``zoom`` times closer around (0.5, 0.55). Returns the image
+    """A four-legged animal on grass under sky; plain brown (domain A) or, for domain B, with a zebra's stripes, or
+    in the flat colour of ``coat`` (:func:`draw_coat`); the view ``zoom`` times closer around (0.5, 0.55). Returns the image
     (size, size, 3) uint8 and its label map (size, size), indices into ``ANIMAL_CLASSES``. The coat takes nothing
     from ``rng``: the same state draws the same scene."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size        # coordinates in [0, 1)
@@ -233,14 +241,7 @@ def _animal(rng: np.random.Generator, size: int, striped: bool, coat: tuple[int,
         stripe = np.sin(phase * np.pi / 2) > 0
         coat = np.where(stripe[..., None], np.array([240, 240, 235]), np.array([25, 25, 25]))
     elif striped:
-        # The same bent stripes, turned by the coat's angle, a light and a dark one every ``period``.
-        colour, period, angle = coat
-        t = np.deg2rad(angle)
-        u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)          # across the stripes
-        v = (yy - cy) * np.cos(t) - (xx - cx) * np.sin(t)          # along them
-        phase = u * 4 / period + 4 * np.sin(v * 18)
-        light, dark = COAT_COLOURS[colour]
-        coat = np.where((np.sin(phase * np.pi / 2) > 0)[..., None], np.array(light), np.array(dark))
+        coat = np.broadcast_to(np.array(COAT_COLOURS[coat[0]], np.float32), img.shape)
     else:
         browns = np.array([[140, 90, 50], [110, 70, 40], [165, 120, 75]])
         coat = np.broadcast_to(browns[rng.integers(3)], img.shape)
@@ -258,7 +259,7 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
     """Generate ``n`` examples of an embedded task. Returns uint8 arrays ``A`` and ``B`` of shape (n, size, size, 3)
     (for ``facades`` also int arrays ``wall``, ``floors``, ``cols`` describing each building and its ``label`` map;
     for ``stripes`` the label maps ``label_A``, ``label_B`` and ``target``, each A redrawn striped: the translation
-    a perfect generator would make, for evaluation only; for ``coats`` also ``coat_B`` (n, 3): each B's coat style,
+    a perfect generator would make, for evaluation only; for ``coats`` also ``coat_B`` (n,): each B's coat colour,
     and ``target`` drawn in a random coat, one of the many right answers).
 
     For ``facades`` row i of A and B is a pair; for ``stripes`` and ``coats`` A and B come from independent streams
@@ -303,7 +304,7 @@ def generate_embedded(task: str, split: str, n: int, size: int, seed: int = 0) -
               "label_A": np.stack([x[1] for x in a]).reshape(n, size, size),
               "label_B": np.stack([x[1] for x in b]).reshape(n, size, size)}
     if styled:
-        arrays["coat_B"] = np.array(coat_b, np.float64).reshape(n, 3)     # colour index, period, angle
+        arrays["coat_B"] = np.array([c[0] for c in coat_b], np.int64)      # colour index
     return arrays
 
 
@@ -323,9 +324,10 @@ def coat_variants(split: str, n: int, size: int, k: int, seed: int = 0) -> np.nd
 
 def load_embedded(task: str, split: str, n: int, size: int, seed: int = 0,
                   data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Like :func:`generate_embedded`, cached as ``data/embedded/{task}_{split}_{size}px_{n}_s{seed}_v3.npz``."""
+    """Like :func:`generate_embedded`, cached as ``data/embedded/{task}_{split}_{size}px_{n}_s{seed}_v{version}.npz``
+    (``version``: :func:`data_version` of the task)."""
     root = Path(data_dir) if data_dir else default_data_dir()
-    path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}_v{EMBEDDED_VERSION}.npz"
+    path = root / "embedded" / f"{task}_{split}_{size}px_{n}_s{seed}_v{data_version(task)}.npz"
     if path.exists():
         try:
             with np.load(path) as z:

@@ -19,13 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..artifacts import load_artifact, save_artifact
+from ..artifacts import load_artifact, save_artifact, set_aside
 from ..data import ANIMAL_CLASSES, LABELS, default_data_dir, generate_embedded, to_tensor
+from ..data.embedded import data_version
 from ..progress import progress_bar
 from .distribution import Score
 
 SEGMENTER_VERSION = 2
-CLASSES = {"facades": tuple(LABELS), "stripes": ANIMAL_CLASSES, "coats": ANIMAL_CLASSES}
+# coats: class 3 is the animal in a coloured coat (the stripes task's striped animal)
+CLASSES = {"facades": tuple(LABELS), "stripes": ANIMAL_CLASSES,
+           "coats": ANIMAL_CLASSES[:3] + ("coated animal",)}
 SIZE = 32  # the segmenter works at 32x32 (every class is still several pixels wide); other sizes are resized
 
 
@@ -127,11 +130,15 @@ def load_segmenter(task: str, data_dir: str | Path | None = None, progress: bool
     path = segmenter_path(task, data_dir)
     if path.exists():
         state = load_artifact(path)
-        net = Segmenter(len(state["settings"]["classes"]), state["settings"]["width"])
-        net.load_state_dict(state["model"])
-        return net.eval()
+        if state["settings"].get("data_version", 3) == data_version(task):   # files before the field: version 3
+            net = Segmenter(len(state["settings"]["classes"]), state["settings"]["width"])
+            net.load_state_dict(state["model"])
+            return net.eval()
+        moved = set_aside(path, "other-data")
+        print(f"{path.name} was trained on another version of the {task} task's images; set aside as {moved.name}")
     net = train_segmenter(task, progress=progress)
     save_artifact(path, {"model": net.state_dict(), "settings": {"version": SEGMENTER_VERSION, "task": task,
+                                                                  "data_version": data_version(task),
                                                                   "classes": list(CLASSES[task]),
                                                                   "width": net.head.in_channels}})
     return net
