@@ -76,31 +76,41 @@ def fine_tune(preset, data, teacher, supernet, configs: dict[str, str], runs_dir
             for name, config in configs.items() for s in seeds}
 
 
+PAIRED_GAIN_METRICS = ("fid", "kid", "l1", "perceptual", "psnr")   # the scores with a paired interval
+
+
 def frontier(preset, data, teacher, supernet, found: Search, runs_dir, seeds: list[int], device, test_scorer,
-             heldout_scorer, macs: Callable[[str], float], cache=None, progress: bool = True) -> list[dict]:
+             heldout_scorer, macs: Callable[[str], float], cache=None, progress: bool = True,
+             calibration=None) -> list[dict]:
     """The compression frontier: under every budget of ``found``, the searched sub-network and its uniform rival,
     each scored on the test split with the supernet's shared weights (``before``) and after fine-tuning once per
     seed (``after``: {seed: scores}); one row per (budget, role). A budget whose best is the uniform network is
     fine-tuned once and gets a single row (role ``"searched = uniform"``). ``gain``: the searched network's
     held-out gain over the uniform one after fine-tuning with the first seed, with its paired interval, on the
-    search's metric (a :class:`~gclib.metrics.Score`), where the two differ."""
+    search's metric (FID where the search ranks by a score without one, as GauGAN's mIoU), where the two differ.
+    ``calibration``: training inputs that re-estimate a network's BatchNorm statistics before it is scored
+    (GauGAN's, as notebook 06 does; the other families' norms need none)."""
     from .families import get_family
     family = get_family(preset.family)
+    ready = (lambda net: family.calibrate(net, calibration)) if calibration is not None else (lambda net: net)
+    metric = found.evaluator.key if found.evaluator.key in PAIRED_GAIN_METRICS else "fid"
     rows = []
     for label, plan in found.plan.items():
         searched, uniform = contenders(found, label)
         roles = {"searched": searched, "uniform": uniform} if searched != uniform else {"searched = uniform": uniform}
         tuned = fine_tune(preset, data, teacher, supernet, roles, runs_dir, seeds, device, cache, progress)
+        nets = {key: ready(run.net) for key, run in tuned.items()}
         gain = None
         if searched != uniform:
-            metric = found.evaluator.key
-            gain = heldout_scorer.paired_gain(tuned["uniform", seeds[0]].net, tuned["searched", seeds[0]].net,
+            gain = heldout_scorer.paired_gain(nets["uniform", seeds[0]], nets["searched", seeds[0]],
                                               resamples=100, only=(metric,))[metric]
         for role, config in roles.items():
+            shared = ready(family.extract(supernet.net, config).to(device))
             rows.append({"budget": label, "budget macs": plan["budget"], "role": role, "config": config,
-                         "macs": macs(config), "before": test_scorer(family.extract(supernet.net, config).to(device)),
-                         "after": {s: test_scorer(tuned[role, s].net) for s in seeds},
-                         "gain": gain, "minutes": sum(tuned[role, s].artifact.training_minutes for s in seeds)})
+                         "macs": macs(config), "before": test_scorer(shared),
+                         "after": {s: test_scorer(nets[role, s]) for s in seeds},
+                         "gain": gain, "gain metric": metric,
+                         "minutes": sum(tuned[role, s].artifact.training_minutes for s in seeds)})
     return rows
 
 

@@ -364,3 +364,17 @@ def frontier_verdict(record: dict, family: str) -> dict:
                 f"(budgets tested: {', '.join(f'{x:.1f}x' for x in ratios)})")
     return {"verdict": verdict, "reduction": None if best is None else best["reduction"], "paper": paper,
             "text": text, "metrics": metrics}
+
+
+def frontier_headline(record: dict, family: str) -> tuple[dict, str, dict]:
+    """What a notebook prints and records of a shipped frontier: (the verdict of :func:`frontier_verdict`, one
+    sentence saying what was measured and what it shows, the figures of the headline row of the results)."""
+    verdict = frontier_verdict(record, family)
+    text = (f"{family} on {record['stage']['task']}, the zoo's {record['preset']} frontier (test split, "
+            f"{len(record['seeds'])} fine-tuning seeds of {record['fine-tuning steps']} steps, offline features): "
+            f"{verdict['verdict'].upper()}: {verdict['text']}.")
+    fields = {"frontier family": family, "frontier task": record["stage"]["task"], "paper's ratio (x)": verdict["paper"],
+              "largest MAC reduction at teacher quality":
+                  f"{verdict['reduction']:.1f}x" if verdict["reduction"] else "none",
+              "frontier verdict": verdict["verdict"]}
+    return verdict, text, fields

@@ -60,6 +60,12 @@ ZOO_SECTIONS = {"facades": Section("facades", True, kinds=("teacher", "supernet"
                 "munit": Section("coats", False, "munit", ("teacher",))}
 # 16-bit storage is used where the generator's outputs move by at most this many of 255 grey levels
 FP16_TOLERANCE = 2.0
+# A teacher's discriminator is only ever a starting point (students, supernets and their fine-tuning train it on):
+# its weight matrices ship in 8 bits, one scale per output channel, where no tensor moves by more than this fraction
+# of its norm (|W - Q(W)| / |W|); 16 bits otherwise. This keeps the four teachers within the zoo's 64 MB.
+INT8_NETWORKS = ("D",)
+INT8_TOLERANCE = 0.02
+SCALE_SUFFIX = ":scale"     # "D:scale.<param>": the per-channel scales of the 8-bit tensor "D.<param>"
 CHECK_IMAGES = 64    # held-out images re-scored by `zoo verify` (and CI) against the record
 CHECK_RTOL = 0.02    # how far a re-score may land from the recorded one (threads and CPU kinds round differently)
 
@@ -132,15 +138,23 @@ def read_record(name: str, zoo_dir: Path | None = None, sums: dict | None = None
 
 
 def read_weights(name: str, zoo_dir: Path | None = None, sums: dict | None = None) -> dict[str, dict]:
-    """The shipped networks as {net: state_dict} in float32 (safetensors: no code runs on load)."""
+    """The shipped networks as {net: state_dict} in float32 (safetensors: no code runs on load; 8-bit tensors are
+    multiplied back by their per-channel scales)."""
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     from safetensors.torch import load_file
     sums = read_sums(zoo_dir) if sums is None else sums
     flat = load_file(str(verified(zoo_dir / f"{name}.safetensors", sums)))
     weights: dict[str, dict] = {}
+    scales: dict[str, dict] = {}
     for key, tensor in flat.items():
         net, _, param = key.partition(".")
-        weights.setdefault(net, {})[param] = tensor.float() if tensor.is_floating_point() else tensor
+        if net.endswith(SCALE_SUFFIX):
+            scales.setdefault(net[:-len(SCALE_SUFFIX)], {})[param] = tensor
+        else:
+            weights.setdefault(net, {})[param] = tensor.float() if tensor.is_floating_point() else tensor
+    for net, by_param in scales.items():            # 8-bit tensors back to float32
+        for param, scale in by_param.items():
+            weights[net][param] = _from_int8(weights[net][param], scale)
     return weights
 
 
@@ -207,12 +221,14 @@ def frontier_stage(cfg, data):
                 "fine-tuning": {k: v for k, v in tuning.settings.items() if k != "config"},
                 "fine-tuning seeds": list(cfg.student.seeds),
                 "teachers": [stages.teacher_stage(cfg, data, s).key for s in cfg.teacher.seeds],
-                "test": {"images": cfg.data.n_test, "resamples": FRONTIER_RESAMPLES, "features": "offline"}}
+                "test": {"images": cfg.data.n_test, "resamples": FRONTIER_RESAMPLES, "features": "offline"},
+                **({"calibration images": CALIBRATION_IMAGES} if cfg.family == "spade" else {})}
     return stages.Stage("frontier", data.task, cfg.teacher.seeds[0], settings, parent=supernet.key,
                         label=stages._label(cfg))
 
 
 FRONTIER_RESAMPLES = 100   # bootstrap resamples of the frontier's test scores (notebook 04's test scorer's)
+CALIBRATION_IMAGES = 256   # training label maps that re-calibrate a GauGAN network's BatchNorm (notebook 06's)
 
 
 def standalone_configs(cfg, section: Section) -> list[str]:
@@ -340,6 +356,31 @@ def _rounded(state: dict) -> dict:
     return {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def _int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric 8-bit weights, one scale per output channel: (int8 tensor, float32 scales (C_out,))."""
+    scale = tensor.detach().flatten(1).abs().amax(1).clamp_min(1e-12) / 127
+    q = (tensor / scale.view(-1, *[1] * (tensor.dim() - 1))).round().clamp(-127, 127).to(torch.int8)
+    return q, scale.float()
+
+
+def _from_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.view(-1, *[1] * (q.dim() - 1))
+
+
+def _stored(name: str, state: dict, fp16: bool, int8: bool) -> tuple[dict, float]:
+    """The flat safetensors entries of network ``name`` and the largest relative change of a weight tensor: 8-bit
+    weight matrices (``int8``, with their scales), 16-bit (``fp16``) or 32-bit floats elsewhere."""
+    flat, worst = {}, 0.0
+    for k, v in state.items():
+        if int8 and v.is_floating_point() and v.dim() >= 2:
+            q, scale = _int8(v.float())
+            flat[f"{name}.{k}"], flat[f"{name}{SCALE_SUFFIX}.{k}"] = q.contiguous(), scale.contiguous()
+            worst = max(worst, float((_from_int8(q, scale) - v).norm() / v.norm().clamp_min(1e-12)))
+        else:
+            flat[f"{name}.{k}"] = (v.half() if (fp16 or int8) and v.is_floating_point() else v).contiguous()
+    return flat, worst
+
+
 def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: str = ZOO_PRESET,
            zoo_dir: Path | None = None) -> dict:
     """Ship the finished artifact at ``artifact_path``: its ``networks`` as safetensors (16-bit where the outputs
@@ -365,6 +406,10 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     levels = (full - half).abs()                     # generate() gives uint8 images: grey levels 0-255
     fp16 = bool(levels.max() <= FP16_TOLERANCE)
     stored = {n: (_rounded(content["weights"][n]) if fp16 else content["weights"][n]) for n in networks}
+    # a teacher's D in 8 bits where its weights stay within INT8_TOLERANCE (measured per tensor, recorded)
+    change = {n: _stored(n, content["weights"][n], fp16, True)[1] for n in networks
+              if n in INT8_NETWORKS and stage["kind"] == "teacher"}
+    int8 = {n for n, worst in change.items() if worst <= INT8_TOLERANCE}
     G.load_state_dict(stored["G"] if "G" in stored else content["weights"]["G"])
     scores = scorer(G)                               # the shipped weights, held-out, with intervals
     reference = stage["kind"] == "subnet"            # a stand-alone reference: its held-out scores are what is read
@@ -380,6 +425,8 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
         "storage": "float16" if fp16 else "float32",
         "fp16_output_difference_levels": {"max": float(levels.max()), "mean": float(levels.mean()),
                                           "tolerance": FP16_TOLERANCE, "images": len(A)},
+        "int8": {"networks": sorted(int8), "largest relative weight change": change,
+                 "tolerance": INT8_TOLERANCE},
         "selected": content.get("selected", {}), "computed": content.get("computed", {}),
         "heldout_scores": scores, "identity_scores": identity,
         "test_scores": test if not networks and not reference else {},
@@ -391,8 +438,10 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     }
     zoo_dir.mkdir(parents=True, exist_ok=True)
     if networks:
-        flat = {f"{n}.{k}": (v.half() if fp16 and v.is_floating_point() else v).contiguous()
-                for n in networks for k, v in content["weights"][n].items()}
+        flat = {}
+        for n in networks:
+            entries, _ = _stored(n, content["weights"][n], fp16, n in int8)
+            flat.update(entries)
         target = zoo_dir / f"{name}.safetensors"
         if not _holds(target, flat):   # the same tensors again: keep the file (no new 10-50 MB blob in git)
             tmp = zoo_dir / f".{name}.safetensors.tmp"
@@ -583,7 +632,14 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
     supernet = stages.supernet(cfg, splits, teacher, runs_dir, seed, device, heldout, cache, progress)
     space = cfg.supernet.space(family, splits.paired)
     macs = lambda config: family.config_macs(config, cfg.data.image_size, **family.arch(cfg))
-    evaluator = SupernetEvaluator(supernet.net, heldout, macs, key=cfg.search.metric)
+    # GauGAN's sub-networks are scored with their BatchNorm re-calibrated and searched by mIoU (notebook 06)
+    calibration = splits.train.A[:CALIBRATION_IMAGES] if cfg.family == "spade" else None
+
+    def score(net):
+        scores = heldout(family.calibrate(net, calibration) if calibration is not None else net)
+        return {**scores, "mIoU error": 1 - scores["mIoU"]} if "mIoU" in scores else scores
+    evaluator = SupernetEvaluator(supernet.net, score, macs,
+                                  key="mIoU error" if cfg.family == "spade" else cfg.search.metric)
     widths = cfg.search.frontier_widths or cfg.search.budget_widths     # the notebook's search, at every budget
     found = pipeline.search(evaluator, space, macs, cfg.override({"search.budget_widths": widths}), seed)
     segmenter = metrics.load_segmenter(task)
@@ -591,7 +647,7 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
                                 resamples=FRONTIER_RESAMPLES, style_dim=family.style_dim)
     seeds = [seed + s for s in cfg.student.seeds]
     rows = pipeline.frontier(cfg, splits, teacher, supernet, found, runs_dir, seeds, device, test, heldout, macs,
-                             cache, progress)
+                             cache, progress, calibration)
     pictures = gdata.load_task(task, cfg, seed).test.A[:len(test.inputs)]      # doing nothing: inputs as outputs
     stage = frontier_stage(cfg, SimpleNamespace(task=task, paired=splits.paired))
     record = {
@@ -600,7 +656,7 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         "teacher_test": {str(s): stages.test_scores(t, test, "offline") for s, t in teachers.items()},
         "floor": {m: float(v.value) for m, v in test.floor.items()},
         "identity_test": test.score_images(gdata.to_uint8(pictures)),
-        "search": {"metric": cfg.search.metric, "evaluated": len(evaluator.results),
+        "search": {"metric": evaluator.key, "evaluated": len(evaluator.results),
                    "budgets": {label: p["budget"] for label, p in found.plan.items()}},
         "rows": rows, "fine-tuning steps": cfg.search.finetune_steps, "seeds": seeds,
         "command": f"python -m gclib zoo build --sections {section} --stages frontier",
@@ -684,7 +740,9 @@ def summary(zoo_dir: Path | None = None) -> str:
         kept_text = (f"{kept.get('of', 'average')}, step {kept['step']}" if kept.get("weights") == "best"
                      else kept.get("weights", "last"))
         plateau_text = {True: "stopped improving", False: "still improving", None: "no evaluations"}[rule["holds"]]
-        stored = f"{r['storage']}: {', '.join(r['networks'])}" if r["networks"] else "record only"
+        eight = r.get("int8", {}).get("networks", [])
+        stored = (f"{r['storage']}: {', '.join(n for n in r['networks'] if n not in eight)}"
+                  + (f"; 8-bit: {', '.join(eight)}" if eight else "")) if r["networks"] else "record only"
         which = " (largest)" if r["stage"]["kind"] == "supernet" else ""
         nothing = f"{r['identity_scores']['fid']:.1f}" if "identity_scores" in r else "not measured"
         lines.append(f"| `{record_path.stem}`{which} | {r['history'][-1]['step'] + 1 if r['history'] else 0} | "
@@ -702,15 +760,23 @@ def summary(zoo_dir: Path | None = None) -> str:
                          f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | "
                          f"{fids[0]:.1f} to {fids[-1]:.1f} | {sum(size for _, size in rows):.1f} |")
     if frontiers:
+        from .report import family_name, frontier_verdict
         lines += ["", "Frontiers (notebook 04's search and fine-tuning at every budget, every fine-tuning seed, scored "
-                      "on the test split), records without weights:", "",
-                  "| frontier | budgets (x fewer MACs) | fine-tunings | training min | build min | MB |",
-                  "|---|---|---|---|---|---|"]
+                      "on the test split), records without weights. At teacher quality: the mean over fine-tuning "
+                      "seeds no worse than the worse end of the teacher's band (its seeds' spread; one seed: its "
+                      "interval) on every metric.", "",
+                  "| family | task | budgets (x fewer MACs) | the paper's ratio | largest MAC reduction at teacher "
+                  "quality | verdict | fine-tunings | training min | MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, r, size in frontiers:
-            ratios = sorted({r["teacher_macs"] / row["budget macs"] for row in r["rows"]})
-            tunings = sum(len(row["after"]) for row in r["rows"])
-            lines.append(f"| `{name}` | {', '.join(f'{x:.1f}' for x in ratios)} | {tunings} | "
-                         f"{sum(row['minutes'] for row in r['rows']):.1f} | {r['minutes']:.1f} | {size:.2f} |")
+            family = family_name(r["stage"]["settings"]["family"], ZOO_SECTIONS[r["section"]].paired)
+            verdict = frontier_verdict(r, family)
+            ratios = sorted(r["teacher_macs"] / b for b in r["search"]["budgets"].values())
+            reached = f"{verdict['reduction']:.1f}x" if verdict["reduction"] else "none"
+            lines.append(f"| {family} | {r['stage']['task']} | {', '.join(f'{x:.1f}' for x in ratios)} | "
+                         f"{verdict['paper']}x | {reached} | {verdict['verdict']} | "
+                         f"{sum(len(row['after']) for row in r['rows'])} | "
+                         f"{sum(row['minutes'] for row in r['rows']):.1f} | {size:.2f} |")
     lines += ["", f"{total:.1f} MB in all. Rebuild: `python -m gclib zoo build` (trains into `runs/zoo/`, then exports).",
               ""]
     return "\n".join(lines)

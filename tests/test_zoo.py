@@ -157,6 +157,25 @@ def test_other_training_images_strand_the_zoo(tiny_zoo, monkeypatch):
         zoo.verify(shelf, preset="smoke")
 
 
+def test_a_teacher_discriminator_ships_in_eight_bits_within_its_tolerance(tiny_zoo):
+    """A teacher's D (only ever a starting point) ships as 8-bit weight matrices with one scale per output channel:
+    int8 in the file, read back as float32 within INT8_TOLERANCE of the trained weights, tensor by tensor."""
+    from safetensors.torch import load_file
+    _, trained, record, shelf = tiny_zoo
+    name = trained.artifact.path.stem
+    assert record["int8"]["networks"] == ["D"] and record["int8"]["largest relative weight change"]["D"] <= zoo.INT8_TOLERANCE
+    flat = load_file(str(shelf / f"{name}.safetensors"))
+    original = trained.artifact.weights["D"]
+    matrices = [k for k, v in original.items() if v.is_floating_point() and v.dim() >= 2]
+    assert matrices and all(flat[f"D.{k}"].dtype == torch.int8 for k in matrices)
+    assert all(flat[f"G.{k}"].dtype != torch.int8 for k in trained.artifact.weights["G"])
+    read = zoo.read_weights(name, shelf)["D"]
+    assert read.keys() == original.keys()
+    for k, v in original.items():
+        change = float((read[k] - v.float()).norm() / v.float().norm().clamp_min(1e-12))
+        assert change <= (zoo.INT8_TOLERANCE if k in matrices else 1e-3), (k, change)
+
+
 def test_sixteen_bits_are_measured_in_grey_levels(tiny_zoo):
     """The 16-bit check compares uint8 images: a smoke teacher's outputs move by a grey level or two at most, so it
     ships in 16 bits (an earlier check scaled grey levels by 127.5 and refused every network)."""
