@@ -184,38 +184,46 @@ def damage_ladder(rows: list[dict], metric: str = "fid", title: str = ""):
 
 
 def frontier(record: dict, metrics: list[str], names: dict[str, str], paper_ratio: float | None = None):
-    """Quality after fine-tuning against the MAC reduction, one panel per metric: searched and uniform sub-networks
-    (mean over fine-tuning seeds, bars from the worst to the best seed), the same networks before fine-tuning
-    (hollow), the teacher's band (shaded: its seeds' spread, or the interval of a single seed), the floor of two
-    real samples (dashed), the paper's ratio (dotted), and the score of doing nothing (the inputs as outputs)."""
+    """Quality after fine-tuning against the MAC reduction, one panel per metric (seaborn): searched and uniform
+    sub-networks, the mean over fine-tuning seeds with the band from the worst to the best seed, the same networks
+    before fine-tuning (dashed), the teacher's band (grey: its seeds' spread, or the interval of a single seed), the
+    floor of two real samples (black dashes), the paper's ratio (dotted), and the score of doing nothing (written)."""
+    import pandas as pd
+    import seaborn as sns
+
     from .pipeline import teacher_band
+    long = []                         # one row per (network, seed or "before", metric)
+    for r in record["rows"]:
+        x = record["teacher_macs"] / r["macs"]
+        for m in metrics:
+            long += [{"x fewer MACs": x, "network": r["role"], "when": "fine-tuned", "metric": m, "value": s[m]}
+                     for s in r["after"].values()]
+            long.append({"x fewer MACs": x, "network": r["role"], "when": "before fine-tuning", "metric": m,
+                         "value": r["before"][m]})
+    long = pd.DataFrame(long)
     teachers = list(record["teacher_test"].values())
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
-    styles = {"searched": ("C0", "o"), "uniform": ("C1", "s"), "searched = uniform": ("C2", "D")}
-    for ax, m in zip(axes[0], metrics):
-        for role, (colour, marker) in styles.items():
-            rows = sorted((r for r in record["rows"] if r["role"] == role), key=lambda r: r["macs"], reverse=True)
-            if not rows:
-                continue
-            x = np.array([record["teacher_macs"] / r["macs"] for r in rows])
-            values = [[s[m] for s in r["after"].values()] for r in rows]
-            mean = np.array([np.mean(v) for v in values])
-            err = np.array([[mu - min(v) for mu, v in zip(mean, values)], [max(v) - mu for mu, v in zip(mean, values)]])
-            ax.errorbar(x, mean, yerr=err, color=colour, marker=marker, ms=5, capsize=2, lw=1,
-                        label=f"{role}, fine-tuned")
-            ax.scatter(x, [r["before"][m] for r in rows], facecolors="none", edgecolors=colour, marker=marker, s=28,
-                       label=f"{role}, before fine-tuning")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.4), squeeze=False)
+    palette = {"searched": "C0", "uniform": "C1", "searched = uniform": "C2"}
+    for i, (ax, m) in enumerate(zip(axes[0], metrics)):
+        sns.lineplot(data=long[long.metric == m], x="x fewer MACs", y="value", hue="network", style="when",
+                     style_order=["fine-tuned", "before fine-tuning"], markers=True, dashes=[(1, 0), (3, 2)],
+                     errorbar=("pi", 100), palette=palette, ax=ax, legend=i == 0)
         best, worst = teacher_band(teachers, m)
         ax.axhspan(min(best, worst), max(best, worst), color="0.6", alpha=0.35, label="teacher band")
         if m in record.get("floor", {}):
             ax.axhline(record["floor"][m], color="k", ls="--", lw=0.8, label="floor (real vs real)")
         if paper_ratio:
-            ax.axvline(paper_ratio, color="C3", ls=":", lw=1, label=f"paper's ratio ({paper_ratio}x)")
+            ax.axvline(paper_ratio, color="C3", ls=":", lw=1, label=f"the paper's ratio ({paper_ratio}x)")
         if m in record.get("identity_test", {}):   # doing nothing: far off most axes, so written, not drawn
             ax.text(0.02, 0.02, f"doing nothing: {record['identity_test'][m]:.3g}", transform=ax.transAxes,
                     fontsize=7, color="0.3")
         ax.set_xscale("log")
+        ratios = sorted(set(long["x fewer MACs"].round(1)))
+        ax.set_xticks(ratios, [f"{x:g}" for x in ratios], minor=False)
+        ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.set(xlabel="x fewer MACs than the teacher (log)", ylabel=names.get(m, m), title=f"{names.get(m, m)}, test")
-    axes[0][0].legend(fontsize=6)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][0].get_legend().remove()
     fig.tight_layout()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return fig
