@@ -56,8 +56,8 @@ class Section:
 # section name -> what it ships; `zoo build --sections` takes these names
 ZOO_SECTIONS = {"facades": Section("facades", True, kinds=("teacher", "supernet", "standalone", "frontier")),
                 "stripes": Section("stripes", False, kinds=("teacher", "supernet", "standalone", "frontier")),
-                "gaugan": Section("facades", True, "spade", ("teacher",)),
-                "munit": Section("coats", False, "munit", ("teacher",))}
+                "gaugan": Section("facades", True, "spade", ("teacher", "frontier")),
+                "munit": Section("coats", False, "munit", ("teacher", "frontier"))}
 # 16-bit storage is used where the generator's outputs move by at most this many of 255 grey levels
 FP16_TOLERANCE = 2.0
 # A teacher's discriminator is only ever a starting point (students, supernets and their fine-tuning train it on):
