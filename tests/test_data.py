@@ -92,6 +92,17 @@ def test_embedded_cache_roundtrip(tmp_path):
     assert np.array_equal(first["A"], again["A"])
 
 
+def test_each_task_caches_under_its_own_data_version(tmp_path):
+    """A change to what one task draws bumps that task's version alone: the others keep their cache names."""
+    from gclib.data.embedded import DATA_VERSIONS
+    for task in ("facades", "coats"):
+        load_embedded(task, "heldout", 2, 32, data_dir=tmp_path)
+    names = sorted(p.name for p in (tmp_path / "embedded").glob("*.npz"))
+    assert names == [f"coats_heldout_32px_2_s0_v{DATA_VERSIONS['coats']}.npz",
+                     f"facades_heldout_32px_2_s0_v{DATA_VERSIONS['facades']}.npz"]
+    assert DATA_VERSIONS["coats"] != DATA_VERSIONS["facades"]
+
+
 def test_load_task_gives_three_splits():
     cfg = get_preset("smoke")
     splits = gdata.load_task("facades", cfg)

@@ -301,6 +301,29 @@ def test_the_segmenter_is_cached_with_its_settings(monkeypatch, tmp_path):
         metrics.train_segmenter("edges")
 
 
+def test_a_segmenter_of_another_data_version_is_set_aside_and_trained_again(monkeypatch, tmp_path):
+    """A task's images changed (its data version): the cached segmenter learned other images, so it is renamed aside
+    (nothing deleted) and a new one trained and recorded with the current version."""
+    from gclib.data.embedded import data_version
+    monkeypatch.setenv("GCLIB_DATA", str(tmp_path))
+    monkeypatch.setattr(metrics.segmentation, "train_segmenter",
+                        lambda task, **k: metrics.Segmenter(len(metrics.segmentation.CLASSES[task]), 8).eval())
+    metrics.load_segmenter("coats", progress=False)
+    path = metrics.segmentation.segmenter_path("coats")
+    state = torch.load(path, weights_only=True)
+    assert state["settings"]["data_version"] == data_version("coats")
+    state["settings"]["data_version"] = data_version("coats") - 1          # as if trained on the old coats
+    torch.save(state, path)
+    trained = []
+    monkeypatch.setattr(metrics.segmentation, "train_segmenter",
+                        lambda task, **k: trained.append(task) or metrics.Segmenter(4, 8).eval())
+    metrics.load_segmenter("coats", progress=False)
+    assert trained == ["coats"]
+    aside = [p for p in path.parent.iterdir() if ".other-data-" in p.name]
+    assert len(aside) == 1 and torch.load(aside[0], weights_only=True)["settings"]["data_version"] == data_version("coats") - 1
+    assert torch.load(path, weights_only=True)["settings"]["data_version"] == data_version("coats")
+
+
 def test_the_unpaired_split_scorer_judges_content_by_mIoU_not_by_pixels_to_the_oracle():
     # stripes has no paired target; the embedded data knows an oracle (A redrawn striped), but its stripe phase is
     # unknowable, so the unpaired scorer takes no pixel distance to it and reads content with the segmenter:
