@@ -339,8 +339,9 @@ def _cmd_publish(args) -> int:
 
 def _shipped(record: dict) -> str:
     s = record["stage"]
+    stored = record.get("storage", "scores")          # a frontier holds scores alone
     return (f"shipped {s['kind']} {s['task']} ({s['settings'].get('family', 'resnet')}) seed {s['seed']} "
-            f"({record['storage']}, {'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
+            f"({stored}, {'networks ' + ', '.join(record['networks']) if record['networks'] else 'record only'})")
 
 
 def _cmd_zoo(args) -> int:

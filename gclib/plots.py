@@ -218,8 +218,8 @@ def frontier(record: dict, metrics: list[str], names: dict[str, str], paper_rati
             ax.text(0.02, 0.02, f"doing nothing: {record['identity_test'][m]:.3g}", transform=ax.transAxes,
                     fontsize=7, color="0.3")
         ax.set_xscale("log")
-        ratios = sorted(set(long["x fewer MACs"].round(1)))
-        ax.set_xticks(ratios, [f"{x:g}" for x in ratios], minor=False)
+        ratios = sorted(record["teacher_macs"] / b for b in record["search"]["budgets"].values())   # the budgets
+        ax.set_xticks(ratios, [f"{x:.3g}" for x in ratios], minor=False)
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.set(xlabel="x fewer MACs than the teacher (log)", ylabel=names.get(m, m), title=f"{names.get(m, m)}, test")
     handles, labels = axes[0][0].get_legend_handles_labels()
