@@ -773,10 +773,11 @@ def summary(zoo_dir: Path | None = None) -> str:
             verdict = frontier_verdict(r, family)
             ratios = sorted(r["teacher_macs"] / b for b in r["search"]["budgets"].values())
             reached = f"{verdict['reduction']:.1f}x" if verdict["reduction"] else "none"
+            tuned = {row["config"]: row for row in r["rows"]}      # a network two budgets share is trained once
             lines.append(f"| {family} | {r['stage']['task']} | {', '.join(f'{x:.1f}' for x in ratios)} | "
                          f"{verdict['paper']}x | {reached} | {verdict['verdict']} | "
-                         f"{sum(len(row['after']) for row in r['rows'])} | "
-                         f"{sum(row['minutes'] for row in r['rows']):.1f} | {size:.2f} |")
+                         f"{sum(len(row['after']) for row in tuned.values())} | "
+                         f"{sum(row['minutes'] for row in tuned.values()):.1f} | {size:.2f} |")
     lines += ["", f"{total:.1f} MB in all. Rebuild: `python -m gclib zoo build` (trains into `runs/zoo/`, then exports).",
               ""]
     return "\n".join(lines)
