@@ -155,7 +155,8 @@ def test_budget_slider_updates_macs_and_image(jupyterlab, browser):
     _wait(lambda: shown()[1], 30, "the explorer's image")
     before = shown()
     handle = browser.find_element(By.CSS_SELECTOR, ".gclib-explorer-slider .noUi-handle")
-    handle.click()
+    # focused by script, centred in view: a click can land on whatever cell scrolls over the slider meanwhile
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", handle)
     handle.send_keys(Keys.ARROW_LEFT)  # the slider starts in the middle: one step left is always possible
     after = _wait(lambda: shown() if shown() != before else None, 90, "the explorer to update after the slider moved")
     assert after[0] != before[0], "the shown MACs did not change"

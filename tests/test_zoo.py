@@ -225,8 +225,8 @@ def test_a_seed_shipped_as_its_record_alone_drops_its_old_weights_file(tiny_zoo,
 
 def test_zoo_build_names_an_unknown_section_or_stage_before_training(capsys):
     from gclib.cli import main
-    assert main(["zoo", "build", "--sections", "facades,munit"]) == 2
-    assert "unknown 'munit'; --sections takes facades,stripes,gaugan" in capsys.readouterr().err
+    assert main(["zoo", "build", "--sections", "facades,edges"]) == 2
+    assert "unknown 'edges'; --sections takes facades,stripes,gaugan,munit" in capsys.readouterr().err
     assert main(["zoo", "build", "--stages", "students"]) == 2
     assert "unknown 'students'" in capsys.readouterr().err
 
