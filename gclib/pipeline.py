@@ -129,13 +129,9 @@ def teacher_band(teacher_scores: list[dict], metric: str) -> tuple[float, float]
 def at_teacher_quality(row: dict, teacher_scores: list[dict], metrics: list[str]) -> dict[str, bool]:
     """{metric: whether the row's mean over its fine-tuning seeds is no worse than the worse end of the teacher's
     band} (:func:`teacher_band`)."""
-    from .report import LOWER_IS_BETTER
-    out = {}
-    for m in metrics:
-        mean = sum(s[m] for s in row["after"].values()) / len(row["after"])
-        worst = teacher_band(teacher_scores, m)[1]
-        out[m] = bool(mean <= worst if LOWER_IS_BETTER[m] else mean >= worst)
-    return out
+    from .report import within_teacher_spread
+    return {m: bool(within_teacher_spread([s[m] for s in row["after"].values()], teacher_band(teacher_scores, m), m))
+            for m in metrics}
 
 
 def largest_reduction(rows: list[dict], teacher_scores: list[dict], teacher_macs: float, metrics: list[str],

@@ -632,11 +632,12 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
     supernet = stages.supernet(cfg, splits, teacher, runs_dir, seed, device, heldout, cache, progress)
     space = cfg.supernet.space(family, splits.paired)
     macs = lambda config: family.config_macs(config, cfg.data.image_size, **family.arch(cfg))
-    # GauGAN's sub-networks are scored with their BatchNorm re-calibrated and searched by mIoU (notebook 06)
-    calibration = splits.train.A[:CALIBRATION_IMAGES] if cfg.family == "spade" else None
+    # every network is made ready to score (GauGAN's BatchNorm re-calibrated, notebook 06; the others: nothing to do);
+    # GauGAN's search ranks by mIoU
+    calibration = splits.train.A[:CALIBRATION_IMAGES]
 
     def score(net):
-        scores = heldout(family.calibrate(net, calibration) if calibration is not None else net)
+        scores = heldout(family.calibrate(net, calibration))
         return {**scores, "mIoU error": 1 - scores["mIoU"]} if "mIoU" in scores else scores
     evaluator = SupernetEvaluator(supernet.net, score, macs,
                                   key="mIoU error" if cfg.family == "spade" else cfg.search.metric)
