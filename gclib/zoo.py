@@ -207,17 +207,29 @@ def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
     return out
 
 
+def frontier_preset(cfg):
+    """``cfg`` with the frontier's fine-tuning length (``search.frontier_finetune_steps``, where set) as the one
+    every fine-tuning runs."""
+    steps = cfg.search.frontier_finetune_steps
+    return cfg.override({"search.finetune_steps": steps}) if steps else cfg
+
+
 def frontier_stage(cfg, data):
     """The frontier's stage: what its numbers depend on (the supernet, every teacher seed, the search's settings,
     the fine-tuning's recipe and seeds, the test scorer), so a change to any of them makes the shipped one stale."""
     from . import stages
     from .families import get_family
     family = get_family(cfg.family)
+    notebook_steps, cfg = cfg.search.finetune_steps, frontier_preset(cfg)
     first = stages.teacher_stage(cfg, data, cfg.teacher.seeds[0])
     supernet = stages.supernet_stage(cfg, data, first.key, cfg.teacher.seeds[0])
     space = cfg.supernet.space(family, data.paired)
     tuning = stages.subnet_stage(cfg, data, space.largest(), cfg.search.finetune_steps, "supernet", supernet.key)
-    settings = {"family": cfg.family, "search": asdict(cfg.search),
+    # the fine-tuning's length is in "fine-tuning"; the notebook's shorter one where the frontier's differs
+    search = {k: v for k, v in asdict(cfg.search).items() if k != "frontier_finetune_steps"}
+    if notebook_steps != cfg.search.finetune_steps:
+        search["notebook finetune_steps"] = notebook_steps
+    settings = {"family": cfg.family, "search": search,
                 "fine-tuning": {k: v for k, v in tuning.settings.items() if k != "config"},
                 "fine-tuning seeds": list(cfg.student.seeds),
                 "teachers": [stages.teacher_stage(cfg, data, s).key for s in cfg.teacher.seeds],
@@ -647,8 +659,15 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
     test = metrics.split_scorer(splits, "test", metrics.get_extractor("offline"), segmenter,
                                 resamples=FRONTIER_RESAMPLES, style_dim=family.style_dim)
     seeds = [seed + s for s in cfg.student.seeds]
-    rows = pipeline.frontier(cfg, splits, teacher, supernet, found, runs_dir, seeds, device, test, heldout, macs,
-                             cache, progress, calibration)
+    rows = pipeline.frontier(frontier_preset(cfg), splits, teacher, supernet, found, runs_dir, seeds, device, test,
+                             heldout, macs, cache, progress, calibration)
+    # the notebook's own fine-tuning (shorter) at its main budget, so a notebook can show its live run agrees
+    main = pipeline.main_budget(found.plan, cfg)
+    same = frontier_preset(cfg).search.finetune_steps == cfg.search.finetune_steps
+    notebook = {"steps": cfg.search.finetune_steps, "budget": main, "rows": rows if same else
+                pipeline.frontier(cfg, splits, teacher, supernet, pipeline.Search({main: found.plan[main]},
+                                  {main: found.results[main]}, evaluator), runs_dir, seeds, device, test, heldout,
+                                  macs, cache, progress, calibration)}
     pictures = gdata.load_task(task, cfg, seed).test.A[:len(test.inputs)]      # doing nothing: inputs as outputs
     stage = frontier_stage(cfg, SimpleNamespace(task=task, paired=splits.paired))
     record = {
@@ -659,7 +678,8 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         "identity_test": test.score_images(gdata.to_uint8(pictures)),
         "search": {"metric": evaluator.key, "evaluated": len(evaluator.results),
                    "budgets": {label: p["budget"] for label, p in found.plan.items()}},
-        "rows": rows, "fine-tuning steps": cfg.search.finetune_steps, "seeds": seeds,
+        "rows": rows, "fine-tuning steps": frontier_preset(cfg).search.finetune_steps, "seeds": seeds,
+        "notebook fine-tuning": notebook,
         "command": f"python -m gclib zoo build --sections {section} --stages frontier",
         "data": data_digest(section, preset), "trained_at": _git_commit(),
         "minutes": (time.time() - started) / 60,

@@ -236,7 +236,8 @@ def test_a_frontier_is_the_notebook_search_and_fine_tuning_at_every_budget(tmp_p
     uniform one fits), each within its budget, fine-tuned with every seed; its scores are those the test scorer gives
     the fine-tuned networks; it is found while current, refused when tampered with, gone when a setting changes."""
     runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
-    changes = {"search.frontier_widths": (8, 4), "student.seeds": (0, 1), "search.finetune_steps": 4}
+    changes = {"search.frontier_widths": (8, 4), "student.seeds": (0, 1), "search.finetune_steps": 4,
+               "search.frontier_finetune_steps": 6}
     smoke = zoo.section_preset
     monkeypatch.setattr(zoo, "section_preset", lambda section, preset: smoke(section, preset).override(changes))
     zoo._splits_and_scorer.cache_clear()
@@ -264,13 +265,27 @@ def test_a_frontier_is_the_notebook_search_and_fine_tuning_at_every_budget(tmp_p
         teacher = stages.teacher(cfg, data, runs, progress=False)
         sup = stages.supernet(cfg, data, teacher, runs, progress=False)
         with zoo.disabled():
-            tuned = stages.subnet(cfg, data, teacher, row["config"], runs, cfg.search.finetune_steps,
-                                  start="supernet", supernet=sup, seed=1, progress=False)
-        assert tuned.artifact.trained_now is False
+            tuned = stages.subnet(cfg, data, teacher, row["config"], runs, 6, start="supernet", supernet=sup,
+                                  seed=1, progress=False)
+        assert tuned.artifact.trained_now is False and record["fine-tuning steps"] == 6
         measured = test(tuned.net)
         assert all(abs(row["after"]["1"][m] - measured[m]) <= 1e-6 * max(1.0, abs(measured[m])) for m in measured)
+        # the notebook's shorter fine-tuning at its main budget, recorded beside the frontier's, is a network of its own
+        notebook = record["notebook fine-tuning"]
+        assert notebook["steps"] == 4 and notebook["budget"] in budgets
+        short = notebook["rows"][0]
+        with zoo.disabled():
+            tuned = stages.subnet(cfg, data, teacher, short["config"], runs, 4, start="supernet", supernet=sup,
+                                  seed=1, progress=False)
+        assert tuned.artifact.trained_now is False and short["budget"] == notebook["budget"]
+        measured = test(tuned.net)
+        assert all(abs(short["after"]["1"][m] - measured[m]) <= 1e-6 * max(1.0, abs(measured[m])) for m in measured)
+        assert short["after"] != next(r for r in record["rows"] if r["config"] == short["config"])["after"]
         assert record["teacher_macs"] == metrics.count_macs(teacher.net, cfg.data.image_size)
         assert zoo.frontier_record("facades", "smoke", shelf) == record
+        changes["search.frontier_finetune_steps"] = 8                 # another fine-tuning length: not for it
+        assert zoo.frontier_record("facades", "smoke", shelf) is None
+        changes["search.frontier_finetune_steps"] = 6
         name = next(shelf.glob("frontier_facades_*.json"))
         name.write_text(name.read_text().replace('"uniform 8"', '"uniform 9"', 1))
         with pytest.raises(zoo.ZooError, match="does not match its SHA-256"):
