@@ -3,7 +3,8 @@
 A notebook calls ``record(runs_dir, "01_teacher_training", {...})`` and ``save_figure(fig, runs_dir, name)``.
 The runner (``python -m gclib run``) then writes ``summary.json`` and ``summary.md`` in the run's folder, and
 nothing else. ``python -m gclib publish`` (:func:`publish`) is the deliberate step that copies a complete,
-un-overridden ``laptop`` run's figures into the repository's ``figures/`` and its table into ``RESULTS.md``.
+un-overridden ``laptop`` run's figures into the repository's ``figures/``, its table into ``RESULTS.md`` and its
+executed notebooks into ``docs/notebooks/``.
 """
 from __future__ import annotations
 
@@ -207,13 +208,58 @@ def publishable(run_dir: str | Path, expected: list[str]) -> dict:
     return summary
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"   # a live widget: nothing to see without its kernel
+
+
+def readable_notebook(nb: dict) -> dict:
+    """An executed notebook as a reader on the web sees it: every output that shows something (text, tables,
+    images), without what only a live kernel can show (widget views and state) or what only churns (progress bars
+    and warnings on stderr, papermill's timings)."""
+    nb = json.loads(json.dumps(nb))
+    nb.get("metadata", {}).pop("widgets", None)
+    nb.get("metadata", {}).get("papermill", {}).pop("start_time", None)
+    nb.get("metadata", {}).get("papermill", {}).pop("end_time", None)
+    nb.get("metadata", {}).get("papermill", {}).pop("duration", None)
+    for cell in nb.get("cells", []):
+        cell.get("metadata", {}).pop("execution", None)
+        cell.get("metadata", {}).pop("papermill", None)
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                continue
+            data = out.get("data")
+            if data is not None:
+                data.pop(WIDGET_VIEW, None)
+                if not data:
+                    continue
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return nb
+
+
+def publish_notebooks(run_dir: str | Path, dest: str | Path) -> list[Path]:
+    """The run's executed notebooks (``run_dir/notebooks``), made readable (:func:`readable_notebook`), into
+    ``dest``: the notebooks with the outputs of the last published run, for a reader who does not run them."""
+    out = []
+    for path in sorted((Path(run_dir) / "notebooks").glob("*.ipynb")):
+        target = Path(dest) / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(readable_notebook(json.loads(path.read_text())), indent=1, ensure_ascii=False) + "\n"
+        atomic_write_bytes(target, text.encode())
+        out.append(target)
+    return out
+
+
 def publish(run_dir: str | Path, expected: list[str], repo: str | Path) -> tuple[Path, list[Path]]:
-    """Publish a complete ``laptop`` run (see :func:`publishable`): its table into ``repo/RESULTS.md`` and its figures
-    into ``repo/figures/``. Returns the results file and the copied figures."""
+    """Publish a complete ``laptop`` run (see :func:`publishable`): its table into ``repo/RESULTS.md``, its figures
+    into ``repo/figures/`` and its executed notebooks into ``repo/docs/notebooks/``. Returns the results file and
+    the copied files."""
     publishable(run_dir, expected)
     results = Path(repo) / "RESULTS.md"
     update_results(results, (Path(run_dir) / "summary.md").read_text())
-    return results, publish_figures(run_dir, Path(repo) / "figures")
+    return results, publish_figures(run_dir, Path(repo) / "figures") + publish_notebooks(run_dir, Path(repo) / "docs"
+                                                                                          / "notebooks")
 
 
 def update_results(results: str | Path, summary_md: str) -> bool:

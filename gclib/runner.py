@@ -87,7 +87,8 @@ def publish(run_dir: str | Path | None = None, repo: str | Path = REPO, log=prin
     figures/ (refused otherwise, saying why; see :func:`gclib.report.publishable`)."""
     run_dir = Path(run_dir) if run_dir else REPO / "runs" / "laptop"
     results, copied = report.publish(run_dir, expected_notebooks(), repo)
-    log(f"[gclib publish] {results} refreshed from {run_dir / 'summary.md'}; {len(copied)} figures copied")
+    log(f"[gclib publish] {results} refreshed from {run_dir / 'summary.md'}; {len(copied)} figures and executed "
+        f"notebooks copied into figures/ and docs/notebooks/")
     return results
 
 

@@ -1,4 +1,5 @@
 """Packaging, CLI, runner and results plumbing."""
+import json
 import re
 import subprocess
 import sys
@@ -425,7 +426,8 @@ def test_a_run_writes_nothing_outside_its_folder(tmp_path, monkeypatch):
                    "from gclib import report\nfig = plt.figure()\nreport.save_figure(fig, runs_dir, '01_embedded_tasks')\n"
                    "report.record(runs_dir, '01_x', {'teacher FID': 830.0})")
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", books)
-    published = [REPO / "RESULTS.md", REPO / "README.md", *sorted((REPO / "figures").glob("*.png"))]
+    published = [REPO / "RESULTS.md", REPO / "README.md", *sorted((REPO / "figures").glob("*.png")),
+                 *sorted((REPO / "docs" / "notebooks").glob("*.ipynb"))]
     before = _digests(published)
     out = tmp_path / "out"
     runner.run("laptop", only=["01"], out=out, overrides={"teacher.steps": 5}, log=lambda *_: None)
@@ -444,6 +446,19 @@ def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
         report.record(run, name, {"FID": 1.0})
     (run / "figures").mkdir()
     (run / "figures" / "01_a.png").write_bytes(b"png")
+    (run / "notebooks").mkdir()
+    shown = [{"output_type": "stream", "name": "stdout", "text": ["FID 12.3\n"]},
+             {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=",
+                                                                       "text/plain": ["<Figure>"]}}]
+    live = [{"output_type": "stream", "name": "stderr", "text": ["training:  10%|#  | 100/1000\r"]},
+            {"output_type": "display_data", "metadata": {}, "data": {report.WIDGET_VIEW: {"model_id": "ab"}}}]
+    executed = {"nbformat": 4, "nbformat_minor": 5, "cells": [
+        {"cell_type": "code", "id": "c1", "source": ["train()"], "execution_count": 1, "outputs": live[:1] + shown[:1],
+         "metadata": {"papermill": {"duration": 3.2}, "execution": {"iopub.status.busy": "2026"}}},
+        {"cell_type": "code", "id": "c2", "source": ["show()"], "execution_count": 2, "outputs": live[1:] + shown[1:],
+         "metadata": {}}],
+        "metadata": {"widgets": {"state": {"ab": {}}}, "papermill": {"duration": 9.0, "parameters": {"task": "x"}}}}
+    (run / "notebooks" / "01_x_facades.ipynb").write_text(json.dumps(executed))
     report.write_summary(run, "laptop", {"01_x_facades": 60.0}, how={"overrides": {}, "dataset_root": ""})
     expected = ["01_x_facades", "01_x_stripes"]
     with pytest.raises(ValueError, match="partial run: 01_x_stripes"):
@@ -452,7 +467,12 @@ def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
     report.write_summary(run, "laptop", {"01_x_stripes": 60.0}, how={"overrides": {}, "dataset_root": ""})
     results, copied = report.publish(run, expected, repo)
     assert "old" not in results.read_text() and "| 01_x | FID |" in results.read_text()
-    assert [p.name for p in copied] == ["01_a.png"]
+    assert [p.relative_to(repo).as_posix() for p in copied] == ["figures/01_a.png", "docs/notebooks/01_x_facades.ipynb"]
+    # the executed notebook as a reader sees it: what it printed and drew, not its progress bars, widgets or timings
+    readable = json.loads(copied[1].read_text())
+    assert [c["outputs"] for c in readable["cells"]] == [shown[:1], shown[1:]]
+    assert "widgets" not in readable["metadata"] and readable["metadata"]["papermill"] == {"parameters": {"task": "x"}}
+    assert all(c["metadata"] == {} for c in readable["cells"])
     report.write_summary(run, "smoke", {}, how={"overrides": {}, "dataset_root": ""})
     with pytest.raises(ValueError, match="'smoke' run"):
         report.publish(run, expected, repo)
