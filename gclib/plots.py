@@ -1,5 +1,7 @@
-"""Figures shared by the notebooks: image grids and training curves."""
+"""Figures shared by the notebooks: image grids, training curves, rank and latency plots, the frontier."""
 from __future__ import annotations
+
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -152,6 +154,28 @@ def rank_scatter(shared: list[float], standalone: list[float], labels: list[str]
            title=f"Spearman {rho:.2f}, Kendall {tau:.2f} ({len(shared)} sub-networks)")
     fig.tight_layout()
     return fig, float(rho), float(tau)
+
+
+def latency_distribution(rows: list[dict], resolution: int, batch: int = 1):
+    """Every timed forward pass of each model (rows of :func:`gclib.profiling.profile_models` at ``resolution`` and
+    ``batch``), cheapest model at the top, as a box (median and quartiles: what the table reports) over the passes
+    themselves (seaborn): the spread a speed-up is read against, and the slow outliers a mean would be dragged by."""
+    import pandas as pd
+    import seaborn as sns
+    picked = sorted((r for r in rows if r["resolution"] == resolution and r["batch"] == batch), key=lambda r: r["GMACs"])
+    passes = pd.DataFrame([{"model": r["model"], "ms": t} for r in picked for t in r["times_ms"]])
+    order = [r["model"] for r in picked]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(order) + 1.2))
+    with warnings.catch_warnings():     # seaborn's boxplot still passes matplotlib's deprecated ``vert``
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sns.boxplot(data=passes, x="ms", y="model", order=order, whis=(0, 100), color="0.9", width=0.6, ax=ax)
+    sns.stripplot(data=passes, x="ms", y="model", order=order, size=2.5, alpha=0.6, jitter=0.2, ax=ax)
+    ax.set(xscale="log", xlabel="ms per forward pass (every timed pass; box: quartiles, line: median)", ylabel="",
+           title=f"latency at {resolution}x{resolution}, batch {batch}: {len(passes)} passes")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
+    fig.tight_layout()
+    return fig
 
 
 DAMAGE_UNITS = {"noise": "noise std (grey levels)", "blur": "blur std (pixels)", "colour": "colour shift (grey levels)",

@@ -43,8 +43,9 @@ def measure_latency(model: Runnable, batch: int = 1, resolution: int = 256, devi
 
     Runs ``warmup`` untimed forward passes, then at least ``repeats`` timed ones (and, with ``min_seconds``, as many
     more as fit in that time). Returns ``{'median_ms', 'q25_ms', 'q75_ms', 'runs', 'throughput', 'peak_MB',
-    'threads', 'device'}``; ``throughput`` is images per second at the median, ``peak_MB`` the peak GPU memory
-    allocated during the timed runs (NaN on CPU, where PyTorch keeps no such counter)."""
+    'threads', 'device', 'times_ms'}``; ``throughput`` is images per second at the median, ``peak_MB`` the peak GPU
+    memory allocated during the timed runs (NaN on CPU, where PyTorch keeps no such counter), ``times_ms`` every
+    timed pass."""
     device = torch.device(device)
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
@@ -77,7 +78,7 @@ def measure_latency(model: Runnable, batch: int = 1, resolution: int = 256, devi
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
     return {"median_ms": median, "q25_ms": float(t.quantile(0.25)), "q75_ms": float(t.quantile(0.75)),
             "runs": len(times_ms), "throughput": batch * 1000.0 / median, "peak_MB": peak,
-            "threads": torch.get_num_threads(), "device": _device_name(device)}
+            "threads": torch.get_num_threads(), "device": _device_name(device), "times_ms": times_ms}
 
 
 def _device_name(device: torch.device) -> str:

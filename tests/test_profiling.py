@@ -40,6 +40,18 @@ def test_profile_table_has_one_row_per_model_resolution_and_batch():
     macs = {(r["model"], r["resolution"]): r["GMACs"] for r in rows}
     assert macs["student", 64] < macs["teacher", 64]
     assert macs["teacher", 64] == pytest.approx(4 * macs["teacher", 32])  # cost grows with the pixels
+    # every timed pass is kept: the median the table reports is theirs, and the plot draws each of them
+    assert all(len(r["times_ms"]) == r["runs"] and float(torch.tensor(r["times_ms"]).median()) == r["median_ms"]
+               for r in rows)
+    import matplotlib
+    matplotlib.use("Agg")
+    from gclib import plots
+    fig = plots.latency_distribution(rows, 64, 2)
+    ax = fig.axes[0]
+    drawn = sorted(float(x) for c in ax.collections for x, _ in c.get_offsets())
+    assert drawn == pytest.approx(sorted(t for r in rows if (r["resolution"], r["batch"]) == (64, 2)
+                                         for t in r["times_ms"]))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["student", "teacher"]     # cheapest first
 
 
 def test_layer_kinds():
