@@ -417,7 +417,7 @@ def frontier_headline(record: dict, family: str) -> tuple[dict, str, dict]:
     sentence saying what was measured and what it shows, the figures of the headline row of the results)."""
     verdict = frontier_verdict(record, family)
     text = (f"{family} on {record['stage']['task']}, the zoo's {record['preset']} frontier (test split, "
-            f"{len(record['seeds'])} fine-tuning seeds of {record['fine-tuning steps']} steps, offline features): "
+            f"{len(record['seeds'])} fine-tuning seeds of {record['fine-tuning steps']:g} steps, offline features): "
             f"{verdict['verdict'].upper()}: {verdict['text']}.")
     fields = {"frontier family": family, "frontier task": record["stage"]["task"], "paper's ratio (x)": verdict["paper"],
               "largest MAC reduction at teacher quality":

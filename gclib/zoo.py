@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import numbers
 import json
 import os
 import subprocess
@@ -620,7 +621,11 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return float(value) if isinstance(value, (float, int)) and not isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else value
 
 
 def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR / "frontier",
