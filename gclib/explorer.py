@@ -37,7 +37,7 @@ class BudgetExplorer:
     make_model(config) -> nn.Module builds the sub-network (e.g. ``extract_subnet(supernet, config)``);
     latency(model) -> milliseconds measures it (e.g. gclib.profiling.measure_latency); ``inputs`` are the fixed test
     inputs (float, e.g. (N, 3, H, W) images in [-1, 1] or (N, L, H, W) one-hot label maps); ``teacher_row`` is the
-    teacher's ``{'macs', 'fid', 'kid'}``. ``key``: the row field the best is picked by (lower is better); ``shown``:
+    teacher's ``{'macs', 'fid', 'kid'}``. ``metric``: the row field the best is picked by (lower is better); ``shown``:
     the ``(field, label)`` pairs the text and figure give; ``pictures``: uint8 (N, 3, H, W) pictures of the inputs to
     show above the outputs (a label map's colours), when the inputs are not images themselves; ``styles``: style
     codes (K, style_dim, 1, 1) of a multimodal family (MUNIT), which add a second slider: every image of a row is
@@ -48,14 +48,14 @@ class BudgetExplorer:
     evaluated sub-network, good or bad, by cost."""
 
     def __init__(self, rows: list[dict], make_model: Callable[[str], nn.Module], inputs: torch.Tensor,
-                 teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], key: str = "fid",
+                 teacher: nn.Module, teacher_row: dict, latency: Callable[[nn.Module], float], metric: str = "fid",
                  best_under_budget: bool = True, shown: tuple = (("fid", "FID"), ("kid", "KID x1000")),
                  pictures: torch.Tensor | None = None, styles: torch.Tensor | None = None):
         if not rows:
             raise ValueError("the explorer needs at least one searched sub-network")
         self.rows = sorted(rows, key=lambda r: r["macs"])
         self.budgets = sorted({r["macs"] for r in self.rows})
-        self.make_model, self.inputs, self.latency, self.key = make_model, inputs, latency, key
+        self.make_model, self.inputs, self.latency, self.metric = make_model, inputs, latency, metric
         self.best_under_budget, self.shown, self.pictures = best_under_budget, tuple(shown), pictures
         self.styles, self.teacher = styles, teacher
         self._views: dict[str, dict] = {}
@@ -83,13 +83,13 @@ class BudgetExplorer:
         """The best sub-network within ``budget_macs``: its row, generated images (uint8) and latency (ms).
         Each config is built, run and timed once, then cached."""
         if self.best_under_budget:
-            row = best_under(self.rows, budget_macs, self.key)
+            row = best_under(self.rows, budget_macs, self.metric)
         else:
             at = [r for r in self.rows if r["macs"] == budget_macs]
             if not at:
                 raise ValueError(f"no evaluated sub-network has exactly {budget_macs:.0f} MACs; pick one of the "
                                  f"explorer's budgets")
-            row = min(at, key=lambda r: r[self.key])
+            row = min(at, key=lambda r: r[self.metric])
         if row["config"] not in self._views:
             model = self.make_model(row["config"]).eval()
             self._views[row["config"]] = {"row": row, "model": model, "images": self._draw(model, 0),
@@ -143,7 +143,7 @@ class BudgetExplorer:
                              label("best searched sub-network"), picked_img])
 
     def figure(self, budgets: list[float], n: int = 4, style: int = 0):
-        """The static version: the teacher's images, then the best network under each budget, with its figures
+        """The static version: the teacher's images, then the best network under each budget, with its numbers
         (a multimodal family's drawn with style code ``style``)."""
         import matplotlib.pyplot as plt
         views = [self.view(b) for b in budgets]

@@ -60,8 +60,8 @@ def main_budget(plan: dict, preset) -> str:
 
 def contenders(found: Search, label: str) -> tuple[str, str]:
     """(searched, uniform) under the budget ``label``: the best scored sub-network within it (by the evaluator's
-    key, lower is better) and the uniform rival of :func:`~gclib.search.budget_plan`."""
-    winner = best_under(found.rows, found.plan[label]["budget"], key=found.evaluator.key)["config"]
+    metric, lower is better) and the uniform rival of :func:`~gclib.search.budget_plan`."""
+    winner = best_under(found.rows, found.plan[label]["budget"], metric=found.evaluator.metric)["config"]
     return winner, found.plan[label]["rival"]
 
 
@@ -93,7 +93,7 @@ def frontier(preset, data, teacher, supernet, found: Search, runs_dir, seeds: li
     from .families import get_family
     family = get_family(preset.family)
     ready = (lambda net: family.calibrate(net, calibration)) if calibration is not None else (lambda net: net)
-    metric = found.evaluator.key if found.evaluator.key in PAIRED_GAIN_METRICS else "fid"
+    metric = found.evaluator.metric if found.evaluator.metric in PAIRED_GAIN_METRICS else "fid"
     rows = []
     for label, plan in found.plan.items():
         searched, uniform = contenders(found, label)

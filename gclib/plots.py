@@ -64,20 +64,20 @@ def training_curves(history: list[dict], evals: list[dict], extractor: str, smoo
     return fig
 
 
-def curves_by_run(runs: dict[str, list[list[dict]]], keys: tuple[str, ...] = ("fid", "kid"),
+def curves_by_run(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...] = ("fid", "kid"),
                   title: str = "held-out split"):
-    """One panel per metric in ``keys``; per label, the mean over runs (seeds) with a min-max band.
+    """One panel per metric in ``metrics``; per label, the mean over runs (seeds) with a min-max band.
 
     ``runs``: label -> one ``evals`` list per seed, each ``[{'step', 'fid', 'kid', ...}, ...]``."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
         for i, (label, per_seed) in enumerate(runs.items()):
             steps = [e["step"] for e in per_seed[0]]
-            values = np.array([[e[key] for e in evals] for evals in per_seed], dtype=float)  # (seeds, evals)
+            values = np.array([[e[metric] for e in evals] for evals in per_seed], dtype=float)  # (seeds, evals)
             ax.plot(steps, values.mean(0), "o-", color=f"C{i}", label=f"{label} ({len(per_seed)} seeds)")
             if len(per_seed) > 1:
                 ax.fill_between(steps, values.min(0), values.max(0), color=f"C{i}", alpha=0.15)
-        ax.set(xlabel="step", ylabel={"kid": "KID x1000", "fid": "FID"}.get(key, key), title=f"{key.upper()}, {title}")
+        ax.set(xlabel="step", ylabel={"kid": "KID x1000", "fid": "FID"}.get(metric, metric), title=f"{metric.upper()}, {title}")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-"""Results: each notebook records its headline figures; the runner gathers them into one table.
+"""Results: each notebook records its headline numbers; the runner gathers them into one table.
 
 A notebook calls ``record(runs_dir, "01_teacher_training", {...})`` and ``save_figure(fig, runs_dir, name)``.
 The runner (``python -m gclib run``) then writes ``summary.json`` and ``summary.md`` in the run's folder, and
@@ -19,10 +19,10 @@ FIGURE_DPI = 110
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def record(runs_dir: str | Path, notebook: str, figures: dict) -> Path:
+def record(runs_dir: str | Path, notebook: str, numbers: dict) -> Path:
     """Write ``runs_dir/results/{notebook}.json``: plain numbers and strings, one level deep."""
     path = Path(runs_dir) / "results" / f"{notebook}.json"
-    atomic_write_json(path, {"notebook": notebook, **figures}, sort_keys=False)  # the notebook's order
+    atomic_write_json(path, {"notebook": notebook, **numbers}, sort_keys=False)  # the notebook's order
     return path
 
 
@@ -73,7 +73,7 @@ HEADLINE = ("frontier family", "frontier task", "paper's ratio (x)", "largest MA
 
 
 def headline_table(cells: dict[tuple[str, str], dict[str, str]]) -> str:
-    """The paper's result per family, one row each, from the figures of the notebooks that draw a frontier (04 per
+    """The paper's result per family, one row each, from the numbers of the notebooks that draw a frontier (04 per
     task, 06, 07) as :func:`parse_cells` reads them: the paper's ratio beside the largest MAC reduction at teacher
     quality. Empty when no notebook recorded one."""
     rows = []
@@ -96,7 +96,7 @@ def render_cells(cells: dict[tuple[str, str], dict[str, str]], tasks=EMBEDDED_TA
     order = sorted(cells, key=lambda k: (k[0], k[1] == "runtime (min)"))
     per_task = [k for k in order if "" not in cells[k]]
     task_free = [k for k in order if "" in cells[k]]
-    tasks = [t for t in tasks if any(t in cells[k] for k in per_task)]   # a column per task that has figures
+    tasks = [t for t in tasks if any(t in cells[k] for k in per_task)]   # a column per task that has numbers
     lines = []
     if per_task:
         lines += ["| notebook | figure | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
@@ -264,7 +264,7 @@ def publish(run_dir: str | Path, expected: list[str], repo: str | Path) -> tuple
 
 def update_results(results: str | Path, summary_md: str) -> bool:
     """Replace the text between the results markers of ``results`` (RESULTS.md) with ``summary_md``, keeping its rows
-    of every notebook and task the summary has no figures of. Returns whether the file changed."""
+    of every notebook and task the summary has no numbers of. Returns whether the file changed."""
     results = Path(results)
     text = results.read_text()
     if RESULTS_START not in text or RESULTS_END not in text:
@@ -272,7 +272,7 @@ def update_results(results: str | Path, summary_md: str) -> bool:
     head, rest = text.split(RESULTS_START, 1)
     old_block, tail = rest.split(RESULTS_END, 1)
     intro, table_start, _ = summary_md.partition("| notebook |")
-    intro = intro.partition("| family |")[0]           # the headline is rebuilt from the merged figures
+    intro = intro.partition("| family |")[0]           # the headline is rebuilt from the merged numbers
     cells = merge_cells(parse_cells(old_block), parse_cells(summary_md))
     merged = headline_table(cells) + render_cells(cells, tasks=_tasks_in(old_block + summary_md))
     new = f"{head}{RESULTS_START}\n{intro if table_start else summary_md.rstrip() + chr(10) * 2}{merged}{RESULTS_END}{tail}"
@@ -414,7 +414,7 @@ def frontier_verdict(record: dict, family: str) -> dict:
 
 def frontier_headline(record: dict, family: str) -> tuple[dict, str, dict]:
     """What a notebook prints and records of a shipped frontier: (the verdict of :func:`frontier_verdict`, one
-    sentence saying what was measured and what it shows, the figures of the headline row of the results)."""
+    sentence saying what was measured and what it shows, the numbers of the headline row of the results)."""
     verdict = frontier_verdict(record, family)
     text = (f"{family} on {record['stage']['task']}, the zoo's {record['preset']} frontier (test split, "
             f"{len(record['seeds'])} fine-tuning seeds of {record['fine-tuning steps']:g} steps, offline features): "

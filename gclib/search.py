@@ -152,8 +152,8 @@ class SupernetEvaluator:
     training) scored by ``scorer`` (e.g. FID/KID on the held-out split). Every result is cached by config string, so
     the searches under several budgets share their evaluations; :attr:`rows` lists them all."""
 
-    def __init__(self, supernet, scorer: Callable, macs: Macs, key: str = "fid"):
-        self.supernet, self.scorer, self.macs, self.key = supernet, scorer, macs, key
+    def __init__(self, supernet, scorer: Callable, macs: Macs, metric: str = "fid"):
+        self.supernet, self.scorer, self.macs, self.metric = supernet, scorer, macs, metric
         self.results: dict[str, dict] = {}
 
     def __call__(self, config: str) -> float:
@@ -161,34 +161,34 @@ class SupernetEvaluator:
             active = self.supernet.config
             metrics = self.scorer(self.supernet.set_config(config))
             self.supernet.set_config(active)
-            if self.key not in metrics:
-                raise ValueError(f"the search ranks by {self.key!r} (search.metric), which this split's scorer does "
+            if self.metric not in metrics:
+                raise ValueError(f"the search ranks by {self.metric!r} (search.metric), which this split's scorer does "
                                  f"not give: it gives {sorted(metrics)}. Distances to a target (l1, perceptual) need "
                                  f"a paired task; use 'fid' or 'kid' on an unpaired one")
             self.results[config] = {"config": config, "macs": self.macs(config), **metrics}
-        return self.results[config][self.key]
+        return self.results[config][self.metric]
 
     @property
     def rows(self) -> list[dict]:
         return sorted(self.results.values(), key=lambda r: r["macs"])
 
 
-def pareto_front(rows: list[dict], key: str = "score") -> list[dict]:
-    """The rows no other row beats on both MACs and ``key`` (lower is better for both), by increasing MACs."""
+def pareto_front(rows: list[dict], metric: str = "score") -> list[dict]:
+    """The rows no other row beats on both MACs and ``metric`` (lower is better for both), by increasing MACs."""
     front, best = [], float("inf")
-    for row in sorted(rows, key=lambda r: (r["macs"], r[key])):
-        if row[key] < best:
+    for row in sorted(rows, key=lambda r: (r["macs"], r[metric])):
+        if row[metric] < best:
             front.append(row)
-            best = row[key]
+            best = row[metric]
     return front
 
 
-def best_under(rows: list[dict], budget_macs: float, key: str = "score") -> dict:
-    """The best row (lowest ``key``) with MACs within ``budget_macs``; a clear error if none fits."""
+def best_under(rows: list[dict], budget_macs: float, metric: str = "score") -> dict:
+    """The best row (lowest ``metric``) with MACs within ``budget_macs``; a clear error if none fits."""
     fitting = [r for r in rows if r["macs"] <= budget_macs]
     if not fitting:
         smallest = min(rows, key=lambda r: r["macs"]) if rows else None
         raise ValueError(f"no searched sub-network fits {budget_macs / 1e9:.4f} GMACs"
                          + (f"; the smallest searched one, {smallest['config']}, needs "
                             f"{smallest['macs'] / 1e9:.4f} GMACs" if smallest else ""))
-    return min(fitting, key=lambda r: r[key])
+    return min(fitting, key=lambda r: r[metric])

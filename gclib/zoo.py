@@ -657,7 +657,7 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         scores = heldout(family.calibrate(net, calibration))
         return {**scores, "mIoU error": 1 - scores["mIoU"]} if "mIoU" in scores else scores
     evaluator = SupernetEvaluator(supernet.net, score, macs,
-                                  key="mIoU error" if cfg.family == "spade" else cfg.search.metric)
+                                  metric="mIoU error" if cfg.family == "spade" else cfg.search.metric)
     widths = cfg.search.frontier_widths or cfg.search.budget_widths     # the notebook's search, at every budget
     found = pipeline.search(evaluator, space, macs, cfg.override({"search.budget_widths": widths}), seed)
     segmenter = metrics.load_segmenter(task)
@@ -681,7 +681,7 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         "teacher_test": {str(s): stages.test_scores(t, test, "offline") for s, t in teachers.items()},
         "floor": {m: float(v.value) for m, v in test.floor.items()},
         "identity_test": test.score_images(gdata.to_uint8(pictures)),
-        "search": {"metric": evaluator.key, "evaluated": len(evaluator.results),
+        "search": {"metric": evaluator.metric, "evaluated": len(evaluator.results),
                    "budgets": {label: p["budget"] for label, p in found.plan.items()}},
         "rows": rows, "fine-tuning steps": frontier_preset(cfg).search.finetune_steps, "seeds": seeds,
         "notebook fine-tuning": notebook,

@@ -91,7 +91,7 @@ def test_pareto_front_is_exactly_the_undominated_rows(seed):
     rows = _rows(seed=seed)
     dominated = lambda r: any(o["macs"] <= r["macs"] and o["fid"] <= r["fid"] and
                               (o["macs"] < r["macs"] or o["fid"] < r["fid"]) for o in rows)
-    front = pareto_front(rows, key="fid")
+    front = pareto_front(rows, metric="fid")
     assert {r["config"] for r in front} == {r["config"] for r in rows if not dominated(r)}
     assert [r["macs"] for r in front] == sorted(r["macs"] for r in front)
     assert all(a["fid"] > b["fid"] for a, b in zip(front, front[1:]))      # costlier points must be better
@@ -100,12 +100,12 @@ def test_pareto_front_is_exactly_the_undominated_rows(seed):
 def test_best_under_picks_the_best_fitting_row_and_names_the_smallest():
     rows = _rows()
     for budget in (5, 10, 20):
-        best = best_under(rows, budget, key="fid")
+        best = best_under(rows, budget, metric="fid")
         assert best["macs"] <= budget
         assert best["fid"] == min(r["fid"] for r in rows if r["macs"] <= budget)
     cheapest = min(rows, key=lambda r: r["macs"])
     with pytest.raises(ValueError, match=cheapest["config"]):
-        best_under(rows, cheapest["macs"] - 0.5, key="fid")
+        best_under(rows, cheapest["macs"] - 0.5, metric="fid")
 
 
 def test_supernet_evaluator_scores_each_config_once_and_restores_the_active_one():
@@ -118,7 +118,7 @@ def test_supernet_evaluator_scores_each_config_once_and_restores_the_active_one(
         seen.append(G.config)
         return {"fid": sum(int(v) for v in G.config.split("_")), "kid": 0.0}
 
-    ev = SupernetEvaluator(sup, scorer, lambda c: config_macs(c, 32, 3), key="fid")
+    ev = SupernetEvaluator(sup, scorer, lambda c: config_macs(c, 32, 3), metric="fid")
     assert ev("4_4_4_4_4_4_4_4") == 32 and ev("4_4_4_4_4_4_4_4") == 32 and ev("8_4_4_4_4_4_4_4") == 36
     assert seen == ["4_4_4_4_4_4_4_4", "8_4_4_4_4_4_4_4"]                  # cached by config string
     assert sup.config == "8_8_8_8_8_8_8_4"
@@ -133,14 +133,14 @@ def test_the_search_ranks_by_its_metric_and_refuses_one_the_scorer_does_not_give
     # a paired scorer: FID prefers wide networks, the perceptual distance narrow first entries (made-up scores)
     widths = lambda G: [int(v) for v in G.config.split("_")]
     paired = lambda G: {"fid": -sum(widths(G)), "kid": 0.0, "perceptual": float(widths(G)[0])}
-    by = {key: SupernetEvaluator(sup, paired, macs, key=key) for key in ("fid", "perceptual")}
+    by = {m: SupernetEvaluator(sup, paired, macs, metric=m) for m in ("fid", "perceptual")}
     configs = ["4_8_8_8_8_8_8_4", "8_8_8_8_8_8_8_4", "8_8_8_8_8_8_8_8"]
     for ev in by.values():
         for c in configs:
             ev(c)
-    assert best_under(by["fid"].rows, macs("8_8_8_8_8_8_8_8"), key="fid")["config"] == "8_8_8_8_8_8_8_8"
-    assert best_under(by["perceptual"].rows, macs("8_8_8_8_8_8_8_4"), key="perceptual")["config"].startswith("4_")
-    unpaired = SupernetEvaluator(sup, lambda G: {"fid": 1.0, "kid": 0.0}, macs, key="perceptual")
+    assert best_under(by["fid"].rows, macs("8_8_8_8_8_8_8_8"), metric="fid")["config"] == "8_8_8_8_8_8_8_8"
+    assert best_under(by["perceptual"].rows, macs("8_8_8_8_8_8_8_4"), metric="perceptual")["config"].startswith("4_")
+    unpaired = SupernetEvaluator(sup, lambda G: {"fid": 1.0, "kid": 0.0}, macs, metric="perceptual")
     with pytest.raises(ValueError, match=r"'perceptual' \(search.metric\).*gives \['fid', 'kid'\].*paired task"):
         unpaired("4_4_4_4_4_4_4_4")
 

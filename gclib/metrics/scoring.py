@@ -221,8 +221,8 @@ def split_scorer(data, split: str, extractor: nn.Module, segmenter: nn.Module | 
                            style_dim=style_dim)
 
 
-def report_name(key: str, extractor: str = "offline") -> str:
+def report_name(metric: str, extractor: str = "offline") -> str:
     """How a score is named in tables and records: the distribution metrics say their feature extractor."""
     return {"fid": f"FID ({extractor})", "kid": f"KID x1000 ({extractor})", "l1": "L1 to target (0-255)",
             "psnr": "PSNR (dB)", "perceptual": "perceptual distance", "mIoU": "mIoU (segmenter)",
-            "diversity": "diversity (perceptual)"}.get(key, key)
+            "diversity": "diversity (perceptual)"}.get(metric, metric)
