@@ -792,7 +792,7 @@ def summary(zoo_dir: Path | None = None) -> str:
                       "seeds no worse than the worse end of the teacher's band (its seeds' spread; one seed: its "
                       "interval) on every metric.", "",
                   "| family | task | budgets (x fewer MACs) | the paper's ratio | largest MAC reduction at teacher "
-                  "quality | verdict | fine-tunings | training min | MB |",
+                  "quality | verdict | fine-tunings x steps | training min | MB |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for name, r, size in frontiers:
             family = family_name(r["stage"]["settings"]["family"], ZOO_SECTIONS[r["section"]].paired)
@@ -802,7 +802,7 @@ def summary(zoo_dir: Path | None = None) -> str:
             tuned = {row["config"]: row for row in r["rows"]}      # a network two budgets share is trained once
             lines.append(f"| {family} | {r['stage']['task']} | {', '.join(f'{x:.1f}' for x in ratios)} | "
                          f"{verdict['paper']}x | {reached} | {verdict['verdict']} | "
-                         f"{sum(len(row['after']) for row in tuned.values())} | "
+                         f"{sum(len(row['after']) for row in tuned.values())} x {r['fine-tuning steps']:g} | "
                          f"{sum(row['minutes'] for row in tuned.values()):.1f} | {size:.2f} |")
     lines += ["", f"{total:.1f} MB in all. Rebuild: `python -m gclib zoo build` (trains into `runs/zoo/`, then exports).",
               ""]
