@@ -82,6 +82,9 @@ class StudentPart:
     # Narrower, it starts from the teacher's D's strongest channels, as the student starts from the teacher's
     # (ResNet family only). At 32x32 the teacher's PatchGAN is about half of a small student's training step.
     ndf: int = 0
+    # whether that discriminator starts from the teacher's (the paper's) or fresh: a teacher's D trained long against
+    # its teacher can beat a small student from the first step and leave it only noise to learn from (MUNIT)
+    teacher_d: bool = True
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,12 @@ def _d_width(preset) -> dict:
     return {"d_width": width} if width != preset.teacher.ndf else {}
 
 
+def _fresh_d(preset) -> dict:
+    """The key entry of a distillation stage whose discriminator starts fresh (``student.teacher_d`` False); empty
+    for the paper's start from the teacher's D, so those artifacts keep their keys."""
+    return {} if preset.student.teacher_d else {"teacher_d": False}
+
+
 def student_discriminator(preset, paired: bool, start_from: dict | None = None) -> nn.Module:
     """The discriminator of a distillation stage (student, supernet, sub-network), ``student.ndf`` wide (0: the
     teacher's width, the paper's). ``start_from``: the weights of a trained teacher-width D (the teacher's), which
@@ -339,7 +345,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         cfg = _weights(recipe.student_config(preset, preset.student.steps, seed, data.paired, variant), preset)
         if lambda_distill is not None and variant == "features":
             cfg.lambda_distill = lambda_distill
-    use_teacher_d = teacher_d and variant not in TEACHERLESS
+    use_teacher_d = teacher_d and preset.student.teacher_d and variant not in TEACHERLESS
     stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
                                                "teacher_d": use_teacher_d, **_d_width(preset),
                                                "train": cfg.settings()},
@@ -408,7 +414,9 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
         G = init_weights(family.supernet(max_width, **family.arch(preset)))
         maps = elastic_mappings(family, G, teacher_net)
         init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net, by_importance=True))
-        return {"G": G, "D": student_discriminator(preset, data.paired, teacher_art.weights["D"]), "maps": maps}
+        return {"G": G, "D": student_discriminator(preset, data.paired,
+                                                   teacher_art.weights["D"] if preset.student.teacher_d else None),
+                "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
         return recipe.supernet_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
@@ -427,6 +435,7 @@ def supernet_stage(preset, data, teacher_key: str, seed: int = 0) -> Stage:
     cfg = _weights(recipe.student_config(preset, preset.supernet.steps, seed, data.paired, "features"), preset)
     return Stage("supernet", data.task, seed, {**_common(preset, data), "choices": [list(c) for c in space.choices],
                                                "sampler": preset.supernet.sampler, **_d_width(preset),
+                                               **_fresh_d(preset),
                                                "train": cfg.settings()},
                  parent=teacher_key,
                  label=_label(preset, "" if preset.supernet.sampler == "uniform" else preset.supernet.sampler))
@@ -453,7 +462,8 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
 
     def build() -> dict:
         # the teacher's D (narrowed to student.ndf), or one as wide as the supernet's, which is loaded below
-        D = student_discriminator(preset, data.paired, teacher_art.weights["D"] if start == "teacher" else None)
+        D = student_discriminator(preset, data.paired, teacher_art.weights["D"]
+                                  if start == "teacher" and preset.student.teacher_d else None)
         if start == "teacher":
             G = init_weights(family.student(config, **family.arch(preset)))
             maps = build_mappings(family, G, teacher_net)
@@ -488,7 +498,7 @@ def subnet_stage(preset, data, config: str, steps: int, start: str, parent_key: 
     config = "_".join(map(str, family.parse(config)))
     cfg = _weights(recipe.student_config(preset, steps, seed, data.paired, "features"), preset)
     return Stage("subnet", data.task, seed, {**_common(preset, data), "config": config, "start": start,
-                                             **_d_width(preset), "train": cfg.settings()},
+                                             **_d_width(preset), **_fresh_d(preset), "train": cfg.settings()},
                  parent=parent_key, label=_label(preset, f"{config}_{start}"))
 
 

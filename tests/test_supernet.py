@@ -184,6 +184,25 @@ def test_a_narrower_student_discriminator_in_every_distillation_stage(tmp_path, 
         assert "cycle" in cycle.history[0] and stem(cycle).shape[0] == 4
 
 
+def test_a_fresh_student_discriminator_in_every_distillation_stage(tmp_path):
+    """student.teacher_d=False: the supernet, stand-alone sub-networks and students start from a fresh D, not the
+    teacher's, and say so in their keys; the paper's start from the teacher's D keeps the artifacts' keys."""
+    cfg, data, teacher = _tiny(tmp_path)
+    fresh_cfg = cfg.override({"student.teacher_d": False, "supernet.steps": 0})
+    teachers_d = teacher.artifact.weights["D"]
+    same_as_teachers = lambda art: all(torch.equal(art.weights["D"][k], v) for k, v in teachers_d.items())  # noqa: E731
+    paper = stages.supernet(cfg.override({"supernet.steps": 0}), data, teacher, tmp_path, progress=False).artifact
+    fresh = stages.supernet(fresh_cfg, data, teacher, tmp_path, progress=False).artifact
+    assert same_as_teachers(paper) and not same_as_teachers(fresh)
+    assert "teacher_d" not in paper.stage["settings"] and fresh.stage["settings"]["teacher_d"] is False
+    config = RESNET.space(cfg.supernet.choices_for(data.paired)).smallest()
+    alone = stages.subnet(fresh_cfg, data, teacher, config, tmp_path, 0, start="teacher", progress=False).artifact
+    assert not same_as_teachers(alone) and alone.stage["settings"]["teacher_d"] is False
+    student = stages.student(fresh_cfg.override({"student.steps": 0}), data, teacher, "features", tmp_path,
+                             progress=False).artifact
+    assert not same_as_teachers(student) and student.stage["settings"]["teacher_d"] is False
+
+
 def test_only_a_patchgan_is_narrowed():
     """GauGAN's multi-scale discriminator cannot start from a wider one: the error names the field and the fix."""
     cfg = get_preset("smoke", {"family": "spade"})
