@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import numbers
 import json
+import numbers
 import os
 import subprocess
 import time
