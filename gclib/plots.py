@@ -173,7 +173,8 @@ def latency_distribution(rows: list[dict], resolution: int, batch: int = 1):
     ax.set(xscale="log", xlabel="ms per forward pass (every timed pass; box: quartiles, line: median)", ylabel="",
            title=f"latency at {resolution}x{resolution}, batch {batch}: {len(passes)} passes")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
+    # minor ticks labelled at 2 and 5 of each decade, so a narrow log range still has numbers on it
+    ax.xaxis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
     fig.tight_layout()
     return fig
 

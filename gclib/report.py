@@ -217,9 +217,8 @@ def readable_notebook(nb: dict) -> dict:
     and warnings on stderr, papermill's timings)."""
     nb = json.loads(json.dumps(nb))
     nb.get("metadata", {}).pop("widgets", None)
-    nb.get("metadata", {}).get("papermill", {}).pop("start_time", None)
-    nb.get("metadata", {}).get("papermill", {}).pop("end_time", None)
-    nb.get("metadata", {}).get("papermill", {}).pop("duration", None)
+    for timing in ("start_time", "end_time", "duration"):
+        nb.get("metadata", {}).get("papermill", {}).pop(timing, None)
     for cell in nb.get("cells", []):
         cell.get("metadata", {}).pop("execution", None)
         cell.get("metadata", {}).pop("papermill", None)

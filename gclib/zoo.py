@@ -664,11 +664,12 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
     test = metrics.split_scorer(splits, "test", metrics.get_extractor("offline"), segmenter,
                                 resamples=FRONTIER_RESAMPLES, style_dim=family.style_dim)
     seeds = [seed + s for s in cfg.student.seeds]
-    rows = pipeline.frontier(frontier_preset(cfg), splits, teacher, supernet, found, runs_dir, seeds, device, test,
+    tuning = frontier_preset(cfg)
+    rows = pipeline.frontier(tuning, splits, teacher, supernet, found, runs_dir, seeds, device, test,
                              heldout, macs, cache, progress, calibration)
     # the notebook's own fine-tuning (shorter) at its main budget, so a notebook can show its live run agrees
     main = pipeline.main_budget(found.plan, cfg)
-    same = frontier_preset(cfg).search.finetune_steps == cfg.search.finetune_steps
+    same = tuning.search.finetune_steps == cfg.search.finetune_steps
     notebook = {"steps": cfg.search.finetune_steps, "budget": main, "rows": rows if same else
                 pipeline.frontier(cfg, splits, teacher, supernet, pipeline.Search({main: found.plan[main]},
                                   {main: found.results[main]}, evaluator), runs_dir, seeds, device, test, heldout,
@@ -683,7 +684,7 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         "identity_test": test.score_images(gdata.to_uint8(pictures)),
         "search": {"metric": evaluator.metric, "evaluated": len(evaluator.results),
                    "budgets": {label: p["budget"] for label, p in found.plan.items()}},
-        "rows": rows, "fine-tuning steps": frontier_preset(cfg).search.finetune_steps, "seeds": seeds,
+        "rows": rows, "fine-tuning steps": tuning.search.finetune_steps, "seeds": seeds,
         "notebook fine-tuning": notebook,
         "command": f"python -m gclib zoo build --sections {section} --stages frontier",
         "data": data_digest(section, preset), "trained_at": _git_commit(),
