@@ -223,11 +223,11 @@ class MUNITGenerator(nn.Module):
     """``forward(images, style=None)``: the content of ``images`` drawn in ``style`` (B, 8) or, without one, in the
     images' own style (the style encoder's reading). ``encode`` and ``decode`` expose the two codes."""
 
-    def __init__(self, style_dim: int, content: Sequence[int], content_mids: Sequence[int],
+    def __init__(self, style_width: int, content: Sequence[int], content_mids: Sequence[int],
                  adain_mids: Sequence[int], ups: Sequence[int], input_nc: int = 3, separable: bool = False):
         super().__init__()
         self.arch = {"input_nc": input_nc}             # the structure besides the widths (the family contract)
-        self.enc_style = StyleEncoder(style_dim, input_nc)
+        self.enc_style = StyleEncoder(style_width, input_nc)    # its first conv's width; the code stays 8 long
         self.enc_content = ContentEncoder(content, content_mids, input_nc, separable)
         self.dec = Decoder(content[-1], adain_mids, ups, input_nc, separable)
         self.adain = [m for m in self.dec.modules() if isinstance(m, AdaptiveInstanceNorm2d)]
@@ -271,7 +271,8 @@ def teacher_widths(ngf: int) -> dict:
 
 def _build(w: dict, input_nc: int, separable: bool) -> dict:
     """MUNITGenerator's arguments from a widths dict."""
-    return {"style_dim": w["style"], "content": (w["stem"], w["down_1"], w["down_2"]), "content_mids": w["content_res"],
+    return {"style_width": w["style"], "content": (w["stem"], w["down_1"], w["down_2"]),
+            "content_mids": w["content_res"],
             "adain_mids": w["adain_res"], "ups": w["ups"], "input_nc": input_nc, "separable": separable}
 
 
