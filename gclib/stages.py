@@ -322,12 +322,12 @@ def teachers(preset, data: TaskData, runs_dir, seed: int = 0, device="cpu", eval
 
 
 def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, seed: int = 0, device="cpu",
-            eval_fn: EvalFn | None = None, cache: TeacherCache | None = None, teacher_d: bool = True,
-            lambda_distill: float | None = None, progress: bool = True) -> Trained:
+            eval_fn: EvalFn | None = None, cache: TeacherCache | None = None, lambda_distill: float | None = None,
+            progress: bool = True) -> Trained:
     """Notebook 02: the mobile student (``preset.student.ngf``) trained as ``variant`` (see ``VARIANTS``).
 
     - ``alone``: random init, fresh D. ``init``: the teacher's strongest channels, fresh D.
-    - ``output``, ``features``: the teacher's channels, and D from the teacher's D when ``teacher_d``.
+    - ``output``, ``features``: the teacher's channels, and D from the teacher's D where ``student.teacher_d``.
     Unpaired tasks train ``alone`` and ``init`` with CycleGAN (no teacher in the loss). The artifact keeps ``G``, ``D``
     and, for distillation, the mapping convs ``maps``."""
     if variant not in VARIANTS:
@@ -345,7 +345,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         cfg = _weights(recipe.student_config(preset, preset.student.steps, seed, data.paired, variant), preset)
         if lambda_distill is not None and variant == "features":
             cfg.lambda_distill = lambda_distill
-    use_teacher_d = teacher_d and preset.student.teacher_d and variant not in TEACHERLESS
+    use_teacher_d = preset.student.teacher_d and variant not in TEACHERLESS
     stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
                                                "teacher_d": use_teacher_d, **_d_width(preset),
                                                "train": cfg.settings()},
