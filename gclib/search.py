@@ -7,9 +7,12 @@ network. Nothing here knows a family's layers.
 """
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Callable, Sequence
 
+from .artifacts import atomic_write_json, set_aside
 from .families.base import ConfigSpace, encode
 from .progress import progress_bar
 
@@ -150,11 +153,23 @@ def evolution(evaluate: Evaluate, space: ConfigSpace, macs: Macs, budget_macs: f
 class SupernetEvaluator:
     """``evaluate(config) -> score`` for the searches: the supernet's sub-network ``config`` (shared weights, no
     training) scored by ``scorer`` (e.g. FID/KID on the held-out split). Every result is cached by config string, so
-    the searches under several budgets share their evaluations; :attr:`rows` lists them all."""
+    the searches under several budgets share their evaluations; :attr:`rows` lists them all.
 
-    def __init__(self, supernet, scorer: Callable, macs: Macs, metric: str = "fid"):
+    ``record``: a JSON file that keeps every result as it is scored, with ``about`` (what the scores depend on: the
+    supernet's key, the scorer's settings), so a search stopped part-way resumes where it was: the evolution is
+    seeded, and replays the same steps from the recorded scores. A record about something else is set aside."""
+
+    def __init__(self, supernet, scorer: Callable, macs: Macs, metric: str = "fid", record=None,
+                 about: dict | None = None):
         self.supernet, self.scorer, self.macs, self.metric = supernet, scorer, macs, metric
         self.results: dict[str, dict] = {}
+        self.record, self.about = (Path(record) if record is not None else None), about or {}
+        if self.record is not None and self.record.exists():
+            kept = json.loads(self.record.read_text())
+            if kept.get("about") == json.loads(json.dumps(self.about)):
+                self.results = {row["config"]: row for row in kept["results"]}
+            else:
+                set_aside(self.record, "other-search")
 
     def __call__(self, config: str) -> float:
         if config not in self.results:
@@ -166,6 +181,10 @@ class SupernetEvaluator:
                                  f"not give: it gives {sorted(metrics)}. Distances to a target (l1, perceptual) need "
                                  f"a paired task; use 'fid' or 'kid' on an unpaired one")
             self.results[config] = {"config": config, "macs": self.macs(config), **metrics}
+            if self.record is not None:
+                rows = [{k: v if isinstance(v, str) else float(v) for k, v in row.items()}
+                        for row in self.results.values()]
+                atomic_write_json(self.record, {"about": self.about, "results": rows})
         return self.results[config][self.metric]
 
     @property

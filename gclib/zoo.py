@@ -656,8 +656,12 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
     def score(net):
         scores = heldout(family.calibrate(net, calibration))
         return {**scores, "mIoU error": 1 - scores["mIoU"]} if "mIoU" in scores else scores
-    evaluator = SupernetEvaluator(supernet.net, score, macs,
-                                  metric="mIoU error" if cfg.family == "spade" else cfg.search.metric)
+    metric = "mIoU error" if cfg.family == "spade" else cfg.search.metric
+    # the search's scores kept as they come, so a build stopped during the search resumes there
+    about = {"supernet": supernet.artifact.key, "metric": metric, "held-out images": len(splits.heldout),
+             "features": "offline", **({"calibration images": CALIBRATION_IMAGES} if cfg.family == "spade" else {})}
+    evaluator = SupernetEvaluator(supernet.net, score, macs, metric,
+                                  Path(runs_dir) / f"search_{section}_s{seed}_{supernet.artifact.key[:10]}.json", about)
     widths = cfg.search.frontier_widths or cfg.search.budget_widths     # the notebook's search, at every budget
     found = pipeline.search(evaluator, space, macs, cfg.override({"search.budget_widths": widths}), seed)
     segmenter = metrics.load_segmenter(task)

@@ -1,10 +1,11 @@
+import json
 import random
 
 import pytest
 
 from gclib.families.resnet import FAST_CYCLEGAN_CHOICES, FAST_PIX2PIX_CHOICES, RESNET, MobileResnetGenerator
 from gclib.metrics import count_macs
-from gclib.search import best_under, brute_force, budget_plan, check_budget, evolution
+from gclib.search import SupernetEvaluator, best_under, brute_force, budget_plan, check_budget, evolution
 
 
 def config_macs(config, size, n_blocks=9):
@@ -221,3 +222,44 @@ def test_the_shared_pipeline_searches_every_budget_and_picks_the_contenders():
     winner, rival = pipeline.contenders(found, main)
     under = [r for r in found.rows if r["macs"] <= found.budgets[main]]
     assert rival == "24_24_24_24_24_24_24_24" and evaluator.results[winner]["fid"] == min(r["fid"] for r in under)
+
+
+class _ToySupernet:
+    """What SupernetEvaluator needs of a supernet: the active config, and set_config returning the network."""
+    config = "32_32_32_32_32_32_32_32"
+
+    def set_config(self, config):
+        self.config = config
+        return config
+
+
+def test_a_search_stopped_part_way_resumes_from_its_record_and_ends_where_an_uninterrupted_one_does(tmp_path):
+    space, macs = RESNET.space(FAST_CYCLEGAN_CHOICES), (lambda c: config_macs(c, 64))
+    budget = config_macs("32_32_32_32_32_32_32_32", 64)
+    calls = []
+
+    def scorer(config):
+        calls.append(config)
+        if len(calls) == stop_after:
+            raise KeyboardInterrupt("stopped")
+        return {"fid": _toy_score(config) + 10, "kid": 1.0}
+
+    def search(record, about):
+        evaluator = SupernetEvaluator(_ToySupernet(), scorer, macs, "fid", record, about)
+        return evolution(evaluator, space, macs, budget, population=12, generations=4, seed=3, progress=False)
+
+    stop_after = 0
+    whole = search(None, None)
+    n_whole, about = len(calls), {"supernet": "abc123", "metric": "fid"}
+    calls.clear()
+    stop_after = n_whole // 2
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path / "search.json", about)
+    assert len(json.loads((tmp_path / "search.json").read_text())["results"]) == stop_after - 1
+    calls.clear()
+    stop_after = 0
+    assert search(tmp_path / "search.json", about) == whole                   # the same rows, in the same order
+    assert len(calls) == n_whole - (n_whole // 2 - 1)                         # only what was not scored yet
+    calls.clear()
+    search(tmp_path / "search.json", {**about, "supernet": "def456"})         # another supernet: scored anew
+    assert len(calls) == n_whole and list(tmp_path.glob("search.other-search-*.json"))

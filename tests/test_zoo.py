@@ -256,6 +256,8 @@ def test_a_frontier_is_the_notebook_search_and_fine_tuning_at_every_budget(tmp_p
             assert roles in ({"searched", "uniform"}, {"searched = uniform"}), roles
             assert all(r["macs"] == macs(r["config"]) <= budget for r in rows)
             assert all(sorted(r["after"]) == ["0", "1"] for r in rows)
+        kept = json.loads(next(runs.glob("search_facades_s0_*.json")).read_text())   # the search resumes from it
+        assert len(kept["results"]) == record["search"]["evaluated"] and kept["about"]["metric"] == "perceptual"
         narrowest = [r for r in record["rows"] if r["budget"] == "uniform 4"]
         assert [r["role"] for r in narrowest] == ["searched = uniform"]        # nothing else fits the narrowest
         # the record holds what the test scorer gives the fine-tuned network (loaded back from the runs folder)
