@@ -419,7 +419,9 @@ PRESETS: dict[str, Preset] = {
                            "supernet.unpaired_choices": (6, 8, 12, 16, 24, 32), "supernet.entry_choices": {"up2": (8,)},
                            "supernet.sampler": "uniform",
                            "supernet.standalone_seeds": (0, 1), "search.budget_widths": (8, 12, 16),
-                           "search.frontier_widths": (24, 16, 12, 8)}},
+                           "search.frontier_widths": (24, 16, 12, 8),
+                           # a fresh D in every distillation stage: the teacher's left students far worse (see docs/)
+                           "student.teacher_d": False}},
         # GauGAN and MUNIT at a quarter of the paper's width, to fit notebooks 06 and 07 in about 15 minutes (the
         # GauGAN teacher is trained once, in the zoo); MUNIT in batches of one image (batches of 8 lost the style)
         families={"spade": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 6000, "teacher.seeds": (0,),
@@ -429,7 +431,8 @@ PRESETS: dict[str, Preset] = {
                             "search.finetune_steps": 250, "supernet.sampler": "uniform", "teacher.speed_ups": (),
                             "speed_ups": ("channels_last", "fused_adam"),
                             # 3x to 21x (the paper: 9x); fine-tuned as in notebook 06 until its supernet trains longer
-                            "search.frontier_widths": (12, 8, 6, 4), "search.frontier_finetune_steps": 0},
+                            "search.frontier_widths": (12, 8, 6, 4), "search.frontier_finetune_steps": 0,
+                            "student.teacher_d": False},
                   "munit": {"teacher.ngf": 16, "teacher.ndf": 32, "teacher.steps": 8000, "teacher.seeds": (0,),
                             "teacher.d_norm": "none", "data.batch_size": 1, "optim.lr": 1e-4, "student.ngf": 6,
                             "student.ndf": 0,
@@ -438,7 +441,8 @@ PRESETS: dict[str, Preset] = {
                             "search.generations": 3, "search.finetune_steps": 250, "supernet.sampler": "uniform",
                             "teacher.speed_ups": (), "speed_ups": ("channels_last", "fused_adam"),
                             # 10x to 35x (the paper: 29x)
-                            "search.frontier_widths": (8, 6, 4, 3), "search.frontier_finetune_steps": 0}}),
+                            "search.frontier_widths": (8, 6, 4, 3), "search.frontier_finetune_steps": 0,
+                            "student.teacher_d": False}}),
     "gpu": Preset(
         # The embedded tasks at the paper's 256x256 on one GPU (a course lab): the paper's teacher for both tasks,
         # the instance-norm PatchGAN (its last maps are 31x31 here), bf16 autocast, channels_last and cuDNN's
