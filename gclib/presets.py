@@ -83,7 +83,7 @@ class StudentPart:
     # (ResNet family only). At 32x32 the teacher's PatchGAN is about half of a small student's training step.
     ndf: int = 0
     # whether that discriminator starts from the teacher's (the paper's) or fresh: a teacher's D trained long against
-    # its teacher can beat a small student from the first step and leave it only noise to learn from (MUNIT)
+    # its teacher can beat a small student from the first steps and leave it little to learn from
     teacher_d: bool = True
 
 

@@ -240,6 +240,11 @@ def _fresh_d(preset) -> dict:
     return {} if preset.student.teacher_d else {"teacher_d": False}
 
 
+def _teacher_d(preset, teacher_art) -> dict | None:
+    """The weights a distillation stage's D starts from: the teacher's D where ``student.teacher_d``, else None."""
+    return teacher_art.weights["D"] if preset.student.teacher_d else None
+
+
 def student_discriminator(preset, paired: bool, start_from: dict | None = None) -> nn.Module:
     """The discriminator of a distillation stage (student, supernet, sub-network), ``student.ndf`` wide (0: the
     teacher's width, the paper's). ``start_from``: the weights of a trained teacher-width D (the teacher's), which
@@ -361,7 +366,7 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
             if _d_width(preset):
                 nets.update({d: student_discriminator(preset, False) for d in ("D_A", "D_B")})
             return {**nets, "G_A": G}
-        D = student_discriminator(preset, data.paired, teacher_art.weights["D"] if use_teacher_d else None)
+        D = student_discriminator(preset, data.paired, _teacher_d(preset, teacher_art) if use_teacher_d else None)
         return {"G": G, "D": D, "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
@@ -414,9 +419,7 @@ def supernet(preset, data: TaskData, teacher: Trained, runs_dir, seed: int = 0, 
         G = init_weights(family.supernet(max_width, **family.arch(preset)))
         maps = elastic_mappings(family, G, teacher_net)
         init_mappings_as_selection(maps, family.init_from_teacher(G, teacher_net, by_importance=True))
-        return {"G": G, "D": student_discriminator(preset, data.paired,
-                                                   teacher_art.weights["D"] if preset.student.teacher_d else None),
-                "maps": maps}
+        return {"G": G, "D": student_discriminator(preset, data.paired, _teacher_d(preset, teacher_art)), "maps": maps}
 
     def make(ckpt: Path) -> Trainer:
         return recipe.supernet_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
@@ -462,8 +465,7 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
 
     def build() -> dict:
         # the teacher's D (narrowed to student.ndf), or one as wide as the supernet's, which is loaded below
-        D = student_discriminator(preset, data.paired, teacher_art.weights["D"]
-                                  if start == "teacher" and preset.student.teacher_d else None)
+        D = student_discriminator(preset, data.paired, _teacher_d(preset, teacher_art) if start == "teacher" else None)
         if start == "teacher":
             G = init_weights(family.student(config, **family.arch(preset)))
             maps = build_mappings(family, G, teacher_net)
