@@ -31,18 +31,9 @@ def _at_least(flag: str, value, low: int, what: str = "") -> None:
 
 
 def _device(name: str):
-    """``auto``, ``cpu`` or ``cuda[:N]`` as a torch device; a GPU that is not there is named, not a traceback."""
-    import torch
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r}: use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA GPU is visible to PyTorch here (torch.cuda.is_available() is "
-                         f"False); use --device cpu, or auto to take a GPU when there is one")
-    return device
+    """``--device`` as a torch device (see :func:`gclib.session.torch_device`)."""
+    from .session import torch_device
+    return torch_device(name, "--device")
 
 
 def _cmd_train(args) -> int:
