@@ -234,10 +234,25 @@ def frontier_stage(cfg, data):
                 "fine-tuning": {k: v for k, v in tuning.settings.items() if k != "config"},
                 "fine-tuning seeds": list(cfg.student.seeds),
                 "teachers": [stages.teacher_stage(cfg, data, s).key for s in cfg.teacher.seeds],
-                "test": {"images": cfg.data.n_test, "resamples": FRONTIER_RESAMPLES, "features": "offline"},
+                "test": {"images": cfg.data.n_test, "resamples": FRONTIER_RESAMPLES, "features": "offline",
+                         **({"copies replaced": copies} if (copies := copies_in_test(cfg, data.task)) else {})},
                 **({"calibration images": CALIBRATION_IMAGES} if cfg.family == "spade" else {})}
     return stages.Stage("frontier", data.task, cfg.teacher.seeds[0], settings, parent=supernet.key,
                         label=stages._label(cfg))
+
+
+def copies_in_test(cfg, task: str) -> int:
+    """How many copies of training or held-out examples the embedded test split of ``task`` replaced at ``cfg``'s
+    scale (facades: 6 of 500): the frontier's key holds it, so records scored before the copies went are stale."""
+    from . import data as gdata
+    d = cfg.data
+    scale = (task, d.image_size, d.n_train, d.n_heldout, d.n_test)
+    if scale not in _copies_in_test:
+        _copies_in_test[scale] = gdata.load_task(task, cfg).test.replaced
+    return _copies_in_test[scale]
+
+
+_copies_in_test: dict[tuple, int] = {}
 
 
 FRONTIER_RESAMPLES = 100   # bootstrap resamples of the frontier's test scores (notebook 04's test scorer's)

@@ -560,3 +560,25 @@ def test_a_stale_pin_says_how_to_accept_the_new_archive(tmp_path, server):
     archive.with_name("facades.tar.gz.sha256").write_text("0" * 64 + "  facades.tar.gz\n")
     with pytest.raises(DatasetError, match="recorded by an earlier download .*facades.tar.gz.sha256.*move that file"):
         gdata.download_dataset("facades", tmp_path / "dl", url=f"{base}/facades.tar.gz")
+
+
+def test_embedded_test_splits_share_no_example_with_train_or_heldout():
+    """The embedded generator draws each split with its own seed, and at 32x32 a few facades come out identical to
+    a training or held-out one: those are dropped from test, so a test score never measures memory."""
+    preset = get_preset("laptop")
+    for task in ("facades", "stripes"):
+        splits = gdata.load_task(task, preset)
+        assert gdata._shared_images(splits.test, splits.train) == 0
+        assert gdata._shared_images(splits.test, splits.heldout) == 0
+        assert len(splits.test.label_A) == len(splits.test.A) == len(splits.test.B if splits.paired else splits.test.A)
+    # the rule: the examples are drawn as a stream, and test keeps them in order without the copies, so each copy
+    # is replaced by the next example drawn
+    d = preset.data
+    facades = gdata.load_task("facades", preset)
+    drawn = gdata._embedded_split("facades", "test", d.n_test + facades.test.replaced, d.image_size, 0, True)
+    assert torch.equal(drawn.A[:d.n_test], gdata._embedded_split("facades", "test", d.n_test, d.image_size, 0, True).A)
+    copies = set(gdata._digests(facades.train)) | set(gdata._digests(facades.heldout))
+    kept = [i for i, digest in enumerate(gdata._digests(drawn)) if digest not in copies]
+    assert facades.test.replaced == len(drawn) - len(kept) > 0
+    assert torch.equal(facades.test.A, drawn.A[kept]) and torch.equal(facades.test.B, drawn.B[kept])
+    assert torch.equal(facades.test.label_target, drawn.label_target[kept])
