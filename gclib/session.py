@@ -50,6 +50,7 @@ class Session:
                  dataset_root: str = "", overrides: dict | None = None, runs_dir: str | Path = "",
                  device: str = "auto", extractor: str = "offline", inception_weights: str = ""):
         self.started = time.perf_counter()
+        self.device = torch_device(device)        # a bad device stops here, before anything is made
         torch.manual_seed(seed)
         self.cfg: Preset = notebook_preset(preset, task, dataset_root,
                                            {**(overrides or {}), **({"family": family} if family else {})})
@@ -58,7 +59,6 @@ class Session:
         self.family = get_family(self.cfg.family)
         self.runs = Path(runs_dir or f"../runs/{preset}")
         self.runs.mkdir(parents=True, exist_ok=True)
-        self.device = torch_device(device)
         self.size = self.cfg.data.image_size
         self.arch = self.family.arch(self.cfg)     # structure besides the widths (ResNet: n_blocks)
         self.seeds = [seed + s for s in self.cfg.student.seeds]    # the students' and fine-tunings' seeds
