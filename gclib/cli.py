@@ -314,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     zb = zsub.add_parser("build", help="train every shipped stage from nothing in runs/zoo (resumable), then export")
     zb.add_argument("--sections", default="facades,stripes,gaugan",
                     help="which notebooks' trainings: facades, stripes (01-03), gaugan (06), munit (07)")
-    zb.add_argument("--stages", default="teacher,supernet,standalone",
-                    help="which shipped stages to build (teacher, supernet, standalone, frontier)")
+    zb.add_argument("--stages", default="teacher,supernet,standalone,student,comparison",
+                    help="which shipped stages to build (teacher, supernet, standalone, frontier, student: notebook "
+                         "02's students of the later seeds, comparison: notebook 03's other supernets)")
     zsub.add_parser("export", help="export what runs/zoo holds finished (a build's last step, on its own)")
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
     z.set_defaults(func=_cmd_zoo)

@@ -335,26 +335,11 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
     - ``output``, ``features``: the teacher's channels, and D from the teacher's D where ``student.teacher_d``.
     Unpaired tasks train ``alone`` and ``init`` with CycleGAN (no teacher in the loss). The artifact keeps ``G``, ``D``
     and, for distillation, the mapping convs ``maps``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
     family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
-    if variant not in recipe.variants:
-        raise ValueError(f"the {preset.family} family's recipe ({recipe.name}) trains the student variants "
-                         f"{recipe.variants}, not {variant!r}")
     teacher_net, teacher_art = teacher
-    config = family.uniform(preset.student.ngf)
-    cycle = variant in TEACHERLESS and not data.paired
-    if cycle:
-        cfg = teacher_config(preset, data.paired, seed, steps=preset.student.steps)
-    else:
-        cfg = _weights(recipe.student_config(preset, preset.student.steps, seed, data.paired, variant), preset)
-        if lambda_distill is not None and variant == "features":
-            cfg.lambda_distill = lambda_distill
-    use_teacher_d = preset.student.teacher_d and variant not in TEACHERLESS
-    stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
-                                               "teacher_d": use_teacher_d, **_d_width(preset),
-                                               "train": cfg.settings()},
-                  parent=teacher_art.key, label=_label(preset, variant))
+    stage, cfg = _student_stage(preset, data, variant, teacher_art.key, seed, lambda_distill)
+    config, cycle = stage.settings["config"], variant in TEACHERLESS and not data.paired
+    use_teacher_d = stage.settings["teacher_d"]
 
     def build() -> dict:
         G = init_weights(family.student(config, **family.arch(preset)))
@@ -376,6 +361,46 @@ def student(preset, data: TaskData, teacher: Trained, variant: str, runs_dir, se
         return recipe.distill_trainer(nets, teacher_net, cfg, ckpt, device, stage.record(), family, cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
     return Trained(_loaded(family.student(config, **family.arch(preset)), art.weights["G"], device), art)
+
+
+def _student_stage(preset, data, variant: str, teacher_key: str, seed: int = 0,
+                   lambda_distill: float | None = None):
+    """Notebook 02's student stage (and the training settings it records) without training anything."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown distillation variant {variant!r}; choose one of {VARIANTS}")
+    family, recipe = get_family(preset.family), recipe_for(preset.family, data.paired)
+    if variant not in recipe.variants:
+        raise ValueError(f"the {preset.family} family's recipe ({recipe.name}) trains the student variants "
+                         f"{recipe.variants}, not {variant!r}")
+    config = family.uniform(preset.student.ngf)
+    if variant in TEACHERLESS and not data.paired:     # CycleGAN's recipe, no teacher in the loss
+        cfg = teacher_config(preset, data.paired, seed, steps=preset.student.steps)
+    else:
+        cfg = _weights(recipe.student_config(preset, preset.student.steps, seed, data.paired, variant), preset)
+        if lambda_distill is not None and variant == "features":
+            cfg.lambda_distill = lambda_distill
+    use_teacher_d = preset.student.teacher_d and variant not in TEACHERLESS
+    stage = Stage("student", data.task, seed, {**_common(preset, data), "config": config, "variant": variant,
+                                               "teacher_d": use_teacher_d, **_d_width(preset),
+                                               "train": cfg.settings()},
+                  parent=teacher_key, label=_label(preset, variant))
+    return stage, cfg
+
+
+def student_stage(preset, data, variant: str, teacher_key: str, seed: int = 0,
+                  lambda_distill: float | None = None) -> Stage:
+    """The key and record of notebook 02's student ``variant`` (what :func:`student` trains or loads)."""
+    return _student_stage(preset, data, variant, teacher_key, seed, lambda_distill)[0]
+
+
+def supernet_comparisons(preset) -> dict[str, object]:
+    """Notebook 03's other supernets, {label: preset}: the other sampler's and, where the preset gives entries widths
+    of their own (``supernet.entry_choices``), the same supernet with every entry sharing every width."""
+    other = "sandwich" if preset.supernet.sampler == "uniform" else "uniform"
+    out = {f"{other} sampler": preset.override({"supernet.sampler": other})}
+    if preset.supernet.entry_choices:
+        out[f"{preset.supernet.sampler} sampler, every entry shared"] = preset.override({"supernet.entry_choices": {}})
+    return out
 
 
 def student_maps(preset, student: Trained, teacher_net: nn.Module) -> nn.ModuleList | None:

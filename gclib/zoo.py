@@ -38,6 +38,7 @@ from typing import Iterator
 import torch
 
 from .data.download import sha256_of
+from .recipes.distill import VARIANTS
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO_DIR = REPO / "data" / "zoo"
@@ -55,8 +56,9 @@ class Section:
 
 
 # section name -> what it ships; `zoo build --sections` takes these names
-ZOO_SECTIONS = {"facades": Section("facades", True, kinds=("teacher", "supernet", "standalone", "frontier")),
-                "stripes": Section("stripes", False, kinds=("teacher", "supernet", "standalone", "frontier")),
+LAB_KINDS = ("teacher", "supernet", "standalone", "frontier", "student", "comparison")
+ZOO_SECTIONS = {"facades": Section("facades", True, kinds=LAB_KINDS),
+                "stripes": Section("stripes", False, kinds=LAB_KINDS),
                 "gaugan": Section("facades", True, "spade", ("teacher", "frontier")),
                 "munit": Section("coats", False, "munit", ("teacher", "frontier"))}
 # 16-bit storage is used where the generator's outputs move by at most this many of 255 grey levels
@@ -205,7 +207,36 @@ def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
         if "frontier" in section.kinds:
             stage = frontier_stage(cfg, data)
             out[stem(stage)] = stage
+        if "student" in section.kinds:      # notebook 02's students of every seed but the first (trained live)
+            for variant in VARIANTS:
+                for s in cfg.student.seeds[1:]:
+                    stage = stages.student_stage(cfg, data, variant, first.key, cfg.teacher.seeds[0] + s)
+                    out[stem(stage)] = stage
+        if "comparison" in section.kinds:   # notebook 03's other supernets (the rank check's comparisons)
+            for other in stages.supernet_comparisons(cfg).values():
+                stage = stages.supernet_stage(other, data, first.key, cfg.teacher.seeds[0])
+                out[stem(stage)] = stage
     return out
+
+
+def shipped_networks(stage, preset: str = ZOO_PRESET) -> tuple[str, ...]:
+    """The networks a shipped stage's file holds: the compressed teacher (the first seed) G and D (students start
+    their D from it), the supernet G, D and mapping convs (fine-tuning starts from all three); the generator alone
+    where a notebook only scores and draws it (notebook 02's students, notebook 03's comparison supernets); nothing
+    (the record alone) for the other teachers' seeds and the stand-alone references, whose scores are all that is
+    read."""
+    record = stage.record() if hasattr(stage, "record") else stage
+    cfg = section_preset(section_of(record), preset)
+    kind, data = record["kind"], SimpleNamespace(task=record["task"], paired=record["settings"]["paired"])
+    if kind == "teacher":
+        return ("G", "D") if record["seed"] == cfg.teacher.seeds[0] else networks_of_other_seeds(section_of(record))
+    if kind == "supernet":
+        from . import stages
+        main = stages.supernet_stage(cfg, data, record["parent"], cfg.teacher.seeds[0])
+        return ("G", "D", "maps") if record["key"] == main.key else ("G",)
+    if kind == "student":
+        return ("G",)
+    return ()
 
 
 def frontier_preset(cfg):
@@ -375,9 +406,9 @@ def _generator(stage_record: dict, preset: str):
     if stage_record["kind"] == "supernet":
         space = family.space([tuple(c) for c in stage_record["settings"]["choices"]])
         return family.supernet(max(max(c) for c in space.choices), **family.arch(cfg)).set_config(space.largest())
-    if stage_record["kind"] == "subnet":
+    if stage_record["kind"] in ("subnet", "student"):
         return family.student(stage_record["settings"]["config"], **family.arch(cfg))
-    raise ValueError(f"the zoo ships teachers, supernets and sub-networks, not a {stage_record['kind']!r}")
+    raise ValueError(f"the zoo ships teachers, supernets, students and sub-networks, not a {stage_record['kind']!r}")
 
 
 def _rounded(state: dict) -> dict:
@@ -440,7 +471,7 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     int8 = {n for n, worst in change.items() if worst <= INT8_TOLERANCE}
     G.load_state_dict(stored["G"] if "G" in stored else content["weights"]["G"])
     scores = scorer(G)                               # the shipped weights, held-out, with intervals
-    reference = stage["kind"] == "subnet"            # a stand-alone reference: its held-out scores are what is read
+    reference = stage["kind"] in ("subnet", "student")   # its held-out scores beside the others' are what is read
     identity = {} if reference else identity_scores(section, scorer, preset)
     check = _check_scorer(section, preset)(G)
     if not networks and not reference:   # a teacher's weights not shipped: the test scores notebooks 01 and 04 read
@@ -596,7 +627,41 @@ def build_supernet(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
         return stages.supernet(cfg, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
 
 
-ZOO_STAGES = ("teacher", "supernet", "standalone", "frontier")
+ZOO_STAGES = LAB_KINDS
+
+
+def build_students(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+                   progress: bool = True) -> list:
+    """Notebook 02's students (every variant) of every seed of ``student.seeds`` but the first, from the first
+    teacher (trained first if missing), as the notebook trains them: the notebook trains the first seed live and
+    loads these, so a lab sees the experiment run and still gets the seed-to-seed spread."""
+    from . import stages
+    from .families import get_family
+    from .recipes.distill import TeacherCache
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
+    with disabled():
+        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
+                                 progress)
+        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        return [stages.student(cfg, splits, teacher, variant, runs_dir, seed + cfg.teacher.seeds[0] + s,
+                               torch.device("cpu"), scorer, cache, progress=progress)
+                for variant in VARIANTS for s in cfg.student.seeds[1:]]
+
+
+def build_comparisons(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+                      progress: bool = True) -> list:
+    """Notebook 03's comparison supernets (:func:`gclib.stages.supernet_comparisons`: the other sampler's, and the
+    one with every entry shared), trained as the notebook trains them."""
+    from . import stages
+    from .families import get_family
+    from .recipes.distill import TeacherCache
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
+    with disabled():
+        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
+                                 progress)
+        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        return [stages.supernet(other, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
+                for other in stages.supernet_comparisons(cfg).values()]
 
 
 def build_standalone(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
@@ -752,6 +817,12 @@ def build(sections: list[str] | None = None, runs_dir: Path = BUILD_DIR, progres
                         for trained in build_standalone(section, runs_dir=runs_dir, progress=progress)]
         if "frontier" in kinds and "frontier" in shipped:
             records.append(build_frontier(section, runs_dir=Path(runs_dir) / "frontier", progress=progress))
+        if "student" in kinds and "student" in shipped:
+            records += [export(trained.artifact.path, ("G",))
+                        for trained in build_students(section, runs_dir=runs_dir, progress=progress)]
+        if "comparison" in kinds and "comparison" in shipped:
+            records += [export(trained.artifact.path, ("G",))
+                        for trained in build_comparisons(section, runs_dir=runs_dir, progress=progress)]
     write_summary()
     return records
 
@@ -839,21 +910,10 @@ def write_summary(zoo_dir: Path | None = None) -> Path:
 def export_built(runs_dir: Path = BUILD_DIR) -> list[dict]:
     """Export every finished artifact of ``runs_dir`` that the zoo ships (as :func:`build` would after training)."""
     records = []
-    expected = expected_stages()
-    for name, stage in expected.items():
+    for name, stage in expected_stages().items():
         path = Path(runs_dir) / f"{name}.pt"
-        if not path.exists():
-            continue
-        if stage.kind == "supernet":
-            networks = ("G", "D", "maps")
-        elif stage.kind == "subnet":
-            networks = ()
-        elif stage.seed == min(s.seed for s in expected.values() if s.kind == "teacher"
-                               and section_of(s.record()) == section_of(stage.record())):
-            networks = ("G", "D")
-        else:
-            networks = networks_of_other_seeds(section_of(stage.record()))
-        records.append(export(path, networks))
+        if stage.kind != "frontier" and path.exists():
+            records.append(export(path, shipped_networks(stage)))
     write_summary()
     return records
 
