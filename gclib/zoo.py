@@ -226,10 +226,11 @@ def shipped_networks(stage, preset: str = ZOO_PRESET) -> tuple[str, ...]:
     (the record alone) for the other teachers' seeds and the stand-alone references, whose scores are all that is
     read."""
     record = stage.record() if hasattr(stage, "record") else stage
-    cfg = section_preset(section_of(record), preset)
-    kind, data = record["kind"], SimpleNamespace(task=record["task"], paired=record["settings"]["paired"])
+    section = section_of(record)
+    cfg, kind = section_preset(section, preset), record["kind"]
+    data = SimpleNamespace(task=record["task"], paired=ZOO_SECTIONS[section].paired)
     if kind == "teacher":
-        return ("G", "D") if record["seed"] == cfg.teacher.seeds[0] else networks_of_other_seeds(section_of(record))
+        return ("G", "D") if record["seed"] == cfg.teacher.seeds[0] else networks_of_other_seeds(section)
     if kind == "supernet":
         from . import stages
         main = stages.supernet_stage(cfg, data, record["parent"], cfg.teacher.seeds[0])
@@ -841,7 +842,7 @@ def summary(zoo_dir: Path | None = None) -> str:
              "| artifact | steps | training min | kept weights | held-out FID [95%] | floor | doing nothing | plateau "
              "| stored | MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    total, references, frontiers = 0, {}, []
+    total, references, students, frontiers = 0, {}, {}, []
     for record_path in sorted(zoo_dir.glob("*.json")):
         r = read_record(record_path.stem, zoo_dir, sums)
         files = [zoo_dir / f"{record_path.stem}.{ext}" for ext in ("safetensors", "json")]
@@ -849,6 +850,9 @@ def summary(zoo_dir: Path | None = None) -> str:
         total += size
         if r["stage"]["kind"] == "subnet":       # one row per task below
             references.setdefault(r["stage"]["task"], []).append((r, size))
+            continue
+        if r["stage"]["kind"] == "student":      # one row per task below
+            students.setdefault(r["stage"]["task"], []).append((r, size))
             continue
         if r["stage"]["kind"] == "frontier":     # one table below
             frontiers.append((record_path.stem, r, size))
@@ -876,6 +880,17 @@ def summary(zoo_dir: Path | None = None) -> str:
             lines.append(f"| {task} | {len(rows)} | {rows[0][0]['history'][-1]['step'] + 1} | "
                          f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | "
                          f"{fids[0]:.1f} to {fids[-1]:.1f} | {sum(size for _, size in rows):.1f} |")
+    if students:
+        lines += ["", "Notebook 02's students of the later seeds (the first seed trains live in the notebook), the "
+                      "generator alone:", "",
+                  "| task | variants x seeds | steps each | training min | held-out FID per variant | stored | MB |",
+                  "|---|---|---|---|---|---|---|"]
+        for task, rows in sorted(students.items()):
+            fids = ", ".join(f"{r['stage']['settings']['variant']} {r['heldout_scores']['fid']:.1f}" for r, _ in rows)
+            lines.append(f"| {task} | {len(rows)} | {rows[0][0]['history'][-1]['step'] + 1} | "
+                         f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | {fids} | "
+                         f"{', '.join(sorted({r['storage'] for r, _ in rows}))} | "
+                         f"{sum(size for _, size in rows):.1f} |")
     if frontiers:
         from .report import family_name, frontier_verdict
         lines += ["", "Frontiers (notebook 04's search and fine-tuning at every budget, every fine-tuning seed, scored "

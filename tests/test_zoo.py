@@ -35,11 +35,11 @@ def test_shipped_zoo_is_current_intact_and_reproduces_its_scores():
     checked = zoo.verify()
     expected = zoo.expected_stages()
     assert set(checked) <= set(expected)
-    compressed = {name for name, st in expected.items() if st.seed == 0}
-    assert compressed <= set(checked), f"the zoo lacks {compressed - set(checked)}: run `python -m gclib zoo build`"
+    assert set(expected) <= set(checked), f"the zoo lacks {set(expected) - set(checked)}: run `python -m gclib zoo build`"
     for name in checked:
         record = zoo.read_record(name)
         assert record["stage"]["key"] == expected[name].key and record["command"].startswith("python -m gclib zoo")
+        assert tuple(record["networks"]) == zoo.shipped_networks(expected[name]), name
         if record["stage"]["kind"] == "frontier":   # scores only: one row per budget and role, every seed scored
             assert record["rows"] and all(len(r["after"]) == len(record["seeds"]) for r in record["rows"])
             continue
@@ -323,3 +323,41 @@ def test_the_frontier_verdict_reads_the_teacher_band():
     assert report.frontier_verdict(record, "pix2pix")["verdict"] == "not"
     table = report.frontier_table(record)
     assert list(table["x fewer MACs"]) == [10.0, 10.0, 20.0, 50.0] and not table["at teacher quality"].any()
+
+
+def test_a_shipped_student_loads_as_the_generator_notebook_02_trained(tiny_zoo, tmp_path_factory, monkeypatch):
+    """Notebook 02's students of the later seeds ship their generator alone: the stage comes back from the zoo with
+    nothing trained, the key `student_stage` computes without training, and the outputs of the trained network."""
+    cfg, teacher, _, _ = tiny_zoo
+    runs, shelf = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("zoo")
+    data = load_task("facades", cfg)
+    with zoo.disabled():
+        trained = stages.student(cfg, data, teacher, "features", runs, seed=1, progress=False)
+    assert stages.student_stage(cfg, data, "features", teacher.artifact.key, 1).key == trained.artifact.key
+    record = zoo.export(trained.artifact.path, ("G",), preset="smoke", zoo_dir=shelf)
+    assert record["networks"] == ["G"] and record["identity_scores"] == {}
+    monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+    empty = tmp_path_factory.mktemp("empty")
+    again = stages.student(cfg, data, teacher, "features", empty, seed=1, progress=False)
+    assert again.artifact.shipped and not again.artifact.trained_now and set(again.artifact.weights) == {"G"}
+    assert not any(empty.glob("*.pt"))
+    x = data.test.A[:4]
+    step = 1 if record["storage"] == "float32" else zoo.FP16_TOLERANCE
+    assert (metrics.generate(again.net, x).int() - metrics.generate(trained.net, x).int()).abs().max() <= step
+    other_seed = stages.student_stage(cfg, data, "features", teacher.artifact.key, 0)
+    assert other_seed.key != trained.artifact.key      # the first seed is not shipped: it trains live
+
+
+def test_the_comparison_supernets_are_notebook_03s(monkeypatch):
+    """`supernet_comparisons`: the other sampler (both ways) and, only where entries have widths of their own, the
+    supernet with every entry shared; the zoo ships the main supernet with D and maps and the comparisons' G alone."""
+    cfg = get_preset("laptop", task="stripes")
+    comparisons = stages.supernet_comparisons(cfg)
+    other = "sandwich" if cfg.supernet.sampler == "uniform" else "uniform"
+    assert comparisons[f"{other} sampler"].supernet.sampler == other
+    assert bool(cfg.supernet.entry_choices) == (len(comparisons) == 2)
+    flipped = stages.supernet_comparisons(comparisons[f"{other} sampler"])
+    assert flipped[f"{cfg.supernet.sampler} sampler"].supernet.sampler == cfg.supernet.sampler
+    expected = zoo.expected_stages()
+    networks = {name: zoo.shipped_networks(st) for name, st in expected.items() if st.kind == "supernet"}
+    assert sorted(networks.values()).count(("G", "D", "maps")) == 2 and ("G",) in networks.values()
