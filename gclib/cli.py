@@ -120,13 +120,16 @@ def _start_distributed(device) -> tuple[int, int]:
 
 def parse_settings(items: list[str] | None) -> dict:
     """``["teacher.steps=2000", "supernet.choices=[16,32]"]`` -> ``{"teacher.steps": 2000, ...}``: each value read
-    as JSON when it is JSON (numbers, lists, true/false), else kept as a string."""
+    as JSON when it is JSON (numbers, lists, true/false), Python's True/False/None as those, else kept as a string."""
     import json
     out = {}
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. --set teacher.steps=2000")
+        if value.strip() in ("True", "False", "None"):     # the spelling of a notebook's parameters cell
+            out[name.strip()] = {"True": True, "False": False, "None": None}[value.strip()]
+            continue
         try:
             out[name.strip()] = json.loads(value)
         except ValueError:

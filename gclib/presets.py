@@ -276,6 +276,8 @@ def validate(p: Preset) -> None:
             value = getattr(getattr(p, part), f.name)
             if isinstance(f.default, tuple) and not isinstance(value, tuple):
                 _fail(p, f"{part}.{f.name}", value, f"a list of values, e.g. {list(f.default) or [1]}")
+            if isinstance(f.default, bool) and not isinstance(value, bool):   # "False" would read as true
+                _fail(p, f"{part}.{f.name}", value, "true or false (a boolean, not text)")
             values = value if isinstance(value, (tuple, list)) else (value,)
             if any(isinstance(v, float) and not math.isfinite(v) for v in values):
                 _fail(p, f"{part}.{f.name}", value, "finite (not NaN or infinite)")

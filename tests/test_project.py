@@ -80,6 +80,7 @@ def test_every_shipped_main_budget_leaves_the_search_a_choice(name):
     ("optim.decay_fraction", 1.5, "optim.decay_fraction must be between 0 and 1"),
     ("teacher.d_norm", "batch", r"teacher.d_norm must be one of \(.instance., .none.\), got .batch."),
     ("search.metric", "psnr", r"search.metric must be one of \(.fid., .kid., .l1., .perceptual.\) \(lower is better"),
+    ("student.teacher_d", "False", r"student.teacher_d must be true or false \(a boolean, not text\), got 'False'"),
 ])
 def test_get_preset_validates_and_names_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -519,3 +520,13 @@ def test_a_missing_gpu_is_named(capsys, tmp_path):
         pytest.skip("this machine has a GPU")
     assert main(["train", "teacher", "--preset", "smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_cli_settings_read_json_and_python_spellings():
+    """`--set` reads JSON values and a notebook's Python spellings alike: text "False" would be a true setting."""
+    from gclib.cli import parse_settings
+    got = parse_settings(["student.teacher_d=False", "student.teacher_d2=false", "teacher.steps=20",
+                          "supernet.sampler=uniform", "x=True", "y=None", "search.budget_widths=[16, 20]"])
+    assert got == {"student.teacher_d": False, "student.teacher_d2": False, "teacher.steps": 20,
+                   "supernet.sampler": "uniform", "x": True, "y": None, "search.budget_widths": [16, 20]}
+    assert get_preset("smoke", {"student.teacher_d": got["student.teacher_d"]}).student.teacher_d is False
