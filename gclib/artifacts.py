@@ -19,9 +19,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -54,12 +55,14 @@ def atomic_write_json(path: str | Path, obj: Any, sort_keys: bool = True) -> Non
 def save_artifact(path: str | Path, content: dict[str, Any]) -> None:
     """Weights, settings and history in one file, written atomically."""
     buffer = io.BytesIO()
+    import torch     # here, not at import: the notebook runner uses this module's writers without PyTorch
     torch.save(content, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_artifact(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a file written by :func:`save_artifact`; ``weights_only=True``: nothing in it can run code."""
+    import torch
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -16,6 +16,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# The generated tasks and their kind (their data: gclib.data.embedded). Here, in a module without PyTorch, so the
+# notebook runner (which names tasks in its summaries) does not load PyTorch for the whole run.
+EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired", "coats": "unpaired"}
 
 @dataclass(frozen=True)
 class DataPart:

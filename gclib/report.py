@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from .artifacts import atomic_write_bytes, atomic_write_json
-from .data.embedded import EMBEDDED_TASKS
+from .presets import EMBEDDED_TASKS
 
 FIGURE_DPI = 110
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"

@@ -104,6 +104,15 @@ def _segments(books: list[Path]) -> list[tuple[bool, list[Path]]]:
     return out
 
 
+def _prepare_offline_extractor() -> None:
+    """The offline feature network every task's notebooks share, trained (or found) once before the chains start,
+    not by each chain at the same time; in a child process, so the runner does not hold its ~0.6 GB for the run."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-c", "from gclib.metrics.features import load_offline_extractor; "
+                    "load_offline_extractor()"], check=True, cwd=REPO)
+
+
 def default_jobs(n_tasks: int) -> int:
     """One task chain per core, up to the number of tasks: two small-image trainings side by side on one thread each
     use two cores better than one training on two threads (its 8x8 to 32x32 convolutions do not split well)."""
@@ -187,8 +196,7 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
                 for path in books:
                     execute(path, task)
         else:
-            from .metrics.features import load_offline_extractor
-            load_offline_extractor()   # shared by every task: trained here once, not by each chain at the same time
+            _prepare_offline_extractor()
             with ThreadPoolExecutor(jobs) as pool:
                 futures = [pool.submit(chain, task, books) for task in tasks]
                 errors = [f.exception() for f in futures]

@@ -11,6 +11,11 @@ Each shipped artifact is two files named after its stage (``teacher_facades_s0_<
   kept, the held-out scores with intervals beside the floor and the input-as-output reference, the plateau check,
   the command that rebuilds it and the gclib commit it was trained at.
 
+What each file holds is :func:`shipped_networks`: the compressed teacher's G and D, a supernet's G, D and mapping
+convs, the generator alone of notebook 02's students of the later seeds and of notebook 03's comparison supernets (so
+a lab trains one seed of students live and none of the rank check's supernets), nothing but the record for the other
+teachers' seeds and the stand-alone references.
+
 A **frontier** (``frontier_<task>_s0_<key>.json``, a record without networks) holds notebook 04's search and
 fine-tuning repeated at every budget of the preset with every fine-tuning seed, scored on the test split: the
 compression frontier the notebooks draw but would take an hour to train (:func:`build_frontier`).

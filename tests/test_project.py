@@ -347,7 +347,6 @@ def _task_notebook(path: Path, sleep: dict) -> Path:
 def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_notebook_after(tmp_path, monkeypatch):
     import json
     import os
-    from gclib.metrics import features
     folder = tmp_path / "nb"
     folder.mkdir()
     # stripes' first notebook outlasts facades' whole chain, so its second one starts alone
@@ -357,7 +356,7 @@ def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_noteboo
                             "json.dump({'start': time.time()}, open(os.path.join(runs_dir, '03_c.json'), 'w'))")]
     monkeypatch.setattr(runner, "list_notebooks", lambda only=None: books)
     warmed = []
-    monkeypatch.setattr(features, "load_offline_extractor", lambda: warmed.append(1))
+    monkeypatch.setattr(runner, "_prepare_offline_extractor", lambda: warmed.append(1))
     out = tmp_path / "run"
     out.mkdir()
     result = runner.run("smoke", out=out, jobs=2, log=lambda *_: None)
@@ -380,10 +379,9 @@ def test_run_puts_the_tasks_side_by_side_each_in_order_and_the_task_free_noteboo
 
 
 def test_a_failing_task_stops_the_run_with_its_error_after_the_other_task_is_done(tmp_path, monkeypatch):
-    from gclib.metrics import features
     book = _task_notebook(tmp_path / "01_a.ipynb", {"facades": 2, "stripes": "x"})   # stripes: sleep('x') raises
     monkeypatch.setattr(runner, "list_notebooks", lambda only=None: [book])
-    monkeypatch.setattr(features, "load_offline_extractor", lambda: None)
+    monkeypatch.setattr(runner, "_prepare_offline_extractor", lambda: None)
     logged = []
     with pytest.raises(runner.NotebookFailed, match=r"01_a.ipynb failed in cell .*TypeError"):
         runner.run("smoke", out=tmp_path / "run", jobs=2, log=logged.append)
@@ -530,3 +528,16 @@ def test_cli_settings_read_json_and_python_spellings():
     assert got == {"student.teacher_d": False, "student.teacher_d2": False, "teacher.steps": 20,
                    "supernet.sampler": "uniform", "x": True, "y": None, "search.budget_widths": [16, 20]}
     assert get_preset("smoke", {"student.teacher_d": got["student.teacher_d"]}).student.teacher_d is False
+
+
+def test_the_notebook_runner_leaves_pytorch_to_the_kernels():
+    """`make run` holds the runner and two kernels for an hour: the runner writing summaries without PyTorch keeps
+    ~0.5 GB out of the laptop preset's 4 GB (the offline extractor it prepares is trained in a child process)."""
+    import subprocess
+    import sys
+    code = ("import sys, tempfile\nfrom gclib import report, runner\nfrom gclib.presets import notebook_preset\n"
+            "notebook_preset('laptop', 'facades', '', {})\n"
+            "report.write_summary(tempfile.mkdtemp(), 'smoke', {'01_teacher_training_facades': 60.0})\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

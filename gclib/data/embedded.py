@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import atomic_write_bytes, set_aside
+from ..presets import EMBEDDED_TASKS
 
 SPLITS = ("train", "heldout", "test")
 # Each task's data version, part of its cache file names and of the zoo's data digests: v2 added the label maps, v3
 # the unpaired tasks' oracle translations; coats v4 paints flat coats (a small MUNIT did not learn v3's striped ones).
 DATA_VERSIONS = {"facades": 3, "stripes": 3, "coats": 4}
-EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired", "coats": "unpaired"}
 
 
 def data_version(task: str) -> int:
