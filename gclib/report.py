@@ -169,6 +169,8 @@ def write_summary(runs_dir: str | Path, preset: str, runtimes: dict[str, float],
                  else f"on {wall['cores']} cores")
         md += (f"; the last run of notebook{'s' if len(books) > 1 else ''} {', '.join(books)} took "
                f"{wall['minutes']:.0f} minutes ({where})")
+        if "peak_memory_gb" in wall:
+            md += f", its peak memory {wall['peak_memory_gb']:.2f} GB (the runner and its kernels)"
     table = markdown_table(results, runtimes)
     md += ".\n\n" + headline_table(parse_cells(table)) + table
     atomic_write_bytes(runs_dir / "summary.md", md.encode())
@@ -257,6 +259,8 @@ def publish(run_dir: str | Path, expected: list[str], repo: str | Path) -> tuple
     publishable(run_dir, expected)
     results = Path(repo) / "RESULTS.md"
     update_results(results, (Path(run_dir) / "summary.md").read_text())
+    if (Path(repo) / "README.md").exists():
+        update_readme(Path(repo) / "README.md", results.read_text())
     return results, publish_figures(run_dir, Path(repo) / "figures") + publish_notebooks(run_dir, Path(repo) / "docs"
                                                                                           / "notebooks")
 
@@ -277,6 +281,27 @@ def update_results(results: str | Path, summary_md: str) -> bool:
     new = f"{head}{RESULTS_START}\n{intro if table_start else summary_md.rstrip() + chr(10) * 2}{merged}{RESULTS_END}{tail}"
     if new != text:
         atomic_write_bytes(results, new.encode())
+    return new != text
+
+
+README_START, README_END = "<!-- run:start -->", "<!-- run:end -->"
+
+
+def update_readme(readme: str | Path, results_md: str) -> bool:
+    """The README's results header, between its run markers: the published run's first line (its wall-clock time and
+    peak memory) and the headline table, both as RESULTS.md (generated from the same run) has them."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers to write the run's header between")
+    block = results_md.split(RESULTS_START, 1)[1].split(RESULTS_END, 1)[0]
+    first_line = block.strip().splitlines()[0] if block.strip() else ""
+    headline = headline_table(parse_cells(block))
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    new = f"{head}{README_START}\n{first_line}\n\n{headline}{README_END}{tail}"
+    if new != text:
+        atomic_write_bytes(readme, new.encode())
     return new != text
 
 

@@ -113,6 +113,42 @@ def _prepare_offline_extractor() -> None:
                     "load_offline_extractor()"], check=True, cwd=REPO)
 
 
+class MemoryPeak:
+    """The largest resident memory of this process and all its children (the notebooks' kernels) together, sampled
+    every ``every`` seconds on a background thread while the ``with`` block runs: what a machine must hold."""
+
+    def __init__(self, every: float = 2.0):
+        self.every, self.peak = every, 0
+        self._stop = threading.Event()
+
+    def sample(self) -> int:
+        import psutil
+        me = psutil.Process()
+        total = 0
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):   # a kernel that ended between the two calls
+                pass
+        self.peak = max(self.peak, total)
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def __enter__(self) -> "MemoryPeak":
+        self.sample()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
 def default_jobs(n_tasks: int) -> int:
     """One task chain per core, up to the number of tasks: two small-image trainings side by side on one thread each
     use two cores better than one training on two threads (its 8x8 to 32x32 convolutions do not split well)."""
@@ -188,6 +224,22 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
 
     notebooks = list_notebooks(only)
     t_start = time.perf_counter()
+    with MemoryPeak() as memory:
+        _run_segments(notebooks, tasks, jobs, execute, chain)
+    total = time.perf_counter() - t_start
+    side_by_side = jobs if any(per_task for per_task, _ in _segments(notebooks)) else 1   # task-free: one at a time
+    wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores, "threads": per_task_threads,
+            "notebooks": sorted({p.name[:2] for p in notebooks}), "peak_memory_gb": round(memory.peak / 1e9, 2)}
+    summary_json, summary_md = write_summary(out_dir, preset, runtimes, wall, how)
+    log(f"[gclib run] summary: {summary_md}; {total / 60:.1f} min in all"
+        + (f" ({side_by_side} tasks side by side)" if side_by_side > 1 else "")
+        + f", peak memory {memory.peak / 1e9:.2f} GB")
+    return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60,
+            "peak_memory_gb": memory.peak / 1e9}
+
+
+def _run_segments(notebooks: list[Path], tasks: list[str], jobs: int, execute, chain) -> None:
+    """The per-task notebooks one chain per task (``jobs`` side by side), each task-free notebook alone after them."""
     for per_task, books in _segments(notebooks):
         if not per_task:
             execute(books[0], None)
@@ -203,11 +255,3 @@ def run(preset: str = "laptop", only: list[str] | None = None, out: str | Path |
             failed = [e for e in errors if e is not None]
             if failed:
                 raise failed[0]
-    total = time.perf_counter() - t_start
-    side_by_side = jobs if any(per_task for per_task, _ in _segments(notebooks)) else 1   # task-free: one at a time
-    wall = {"minutes": round(total / 60, 1), "jobs": side_by_side, "cores": cores, "threads": per_task_threads,
-            "notebooks": sorted({p.name[:2] for p in notebooks})}
-    summary_json, summary_md = write_summary(out_dir, preset, runtimes, wall, how)
-    log(f"[gclib run] summary: {summary_md}; {total / 60:.1f} min in all"
-        + (f" ({side_by_side} tasks side by side)" if side_by_side > 1 else ""))
-    return {"out": out_dir, "runtimes": runtimes, "summary": summary_json, "minutes": total / 60}

@@ -463,9 +463,15 @@ def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
     with pytest.raises(ValueError, match="partial run: 01_x_stripes"):
         report.publish(run, expected, repo)
     assert "old" in (repo / "RESULTS.md").read_text() and not (repo / "figures" / "01_a.png").exists()
-    report.write_summary(run, "laptop", {"01_x_stripes": 60.0}, how={"overrides": {}, "dataset_root": ""})
+    (repo / "README.md").write_text(f"intro\n{report.README_START}\nstale\n{report.README_END}\nrest\n")
+    report.write_summary(run, "laptop", {"01_x_stripes": 60.0}, {"minutes": 3.0, "jobs": 2, "cores": 2,
+                                                                 "notebooks": ["01"], "peak_memory_gb": 1.25},
+                         how={"overrides": {}, "dataset_root": ""})
     results, copied = report.publish(run, expected, repo)
     assert "old" not in results.read_text() and "| 01_x | FID |" in results.read_text()
+    readme = (repo / "README.md").read_text()   # the header: the run's time and memory, as RESULTS.md has them
+    assert "stale" not in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
+    assert "took 3 minutes (2 tasks side by side on 2 cores), its peak memory 1.25 GB" in readme
     assert [p.relative_to(repo).as_posix() for p in copied] == ["figures/01_a.png", "docs/notebooks/01_x_facades.ipynb"]
     # the executed notebook as a reader sees it: what it printed and drew, not its progress bars, widgets or timings
     readable = json.loads(copied[1].read_text())
@@ -541,3 +547,15 @@ def test_the_notebook_runner_leaves_pytorch_to_the_kernels():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_run_memory_peak_counts_the_kernels():
+    """`MemoryPeak` sums the runner and its child processes: a child holding 300 MB raises the peak by about that."""
+    import subprocess
+    import sys
+    with runner.MemoryPeak(every=0.05) as alone:
+        pass
+    code = "import time; block = bytearray(300 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(1.5)"
+    with runner.MemoryPeak(every=0.05) as with_child:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert with_child.peak - alone.peak > 250 * 2 ** 20, (alone.peak, with_child.peak)
