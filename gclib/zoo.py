@@ -618,18 +618,24 @@ def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool 
     return checked
 
 
+def _first_teacher(section: str, preset: str, runs_dir: str | Path, seed: int, progress: bool):
+    """What a section's distillation stages start from, as its notebooks have it: (the preset, the data, the held-out
+    scorer, the first teacher, trained first if missing, and its cache of outputs and features)."""
+    from . import stages
+    from .families import get_family
+    from .recipes.distill import TeacherCache
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
+    teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer, progress)
+    return cfg, splits, scorer, teacher, TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+
+
 def build_supernet(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
                    progress: bool = True):
     """A section's supernet (notebook 03's), distilled from the first teacher (trained first if missing) as the
     notebook does it: the same held-out scorer evaluates its largest and smallest sub-networks."""
     from . import stages
-    from .families import get_family
-    from .recipes.distill import TeacherCache
-    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     with disabled():
-        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
-                                 progress)
-        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        cfg, splits, scorer, teacher, cache = _first_teacher(section, preset, runs_dir, seed, progress)
         return stages.supernet(cfg, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
 
 
@@ -642,13 +648,8 @@ def build_students(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
     teacher (trained first if missing), as the notebook trains them: the notebook trains the first seed live and
     loads these, so a lab sees the experiment run and still gets the seed-to-seed spread."""
     from . import stages
-    from .families import get_family
-    from .recipes.distill import TeacherCache
-    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     with disabled():
-        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
-                                 progress)
-        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        cfg, splits, scorer, teacher, cache = _first_teacher(section, preset, runs_dir, seed, progress)
         return [stages.student(cfg, splits, teacher, variant, runs_dir, seed + cfg.teacher.seeds[0] + s,
                                torch.device("cpu"), scorer, cache, progress=progress)
                 for variant in VARIANTS for s in cfg.student.seeds[1:]]
@@ -659,13 +660,8 @@ def build_comparisons(section: str, preset: str = ZOO_PRESET, runs_dir: str | Pa
     """Notebook 03's comparison supernets (:func:`gclib.stages.supernet_comparisons`: the other sampler's, and the
     one with every entry shared), trained as the notebook trains them."""
     from . import stages
-    from .families import get_family
-    from .recipes.distill import TeacherCache
-    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     with disabled():
-        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
-                                 progress)
-        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        cfg, splits, scorer, teacher, cache = _first_teacher(section, preset, runs_dir, seed, progress)
         return [stages.supernet(other, splits, teacher, runs_dir, seed, torch.device("cpu"), scorer, cache, progress)
                 for other in stages.supernet_comparisons(cfg).values()]
 
@@ -675,13 +671,8 @@ def build_standalone(section: str, preset: str = ZOO_PRESET, runs_dir: str | Pat
     """A section's stand-alone references (notebook 03's rank check): each sub-network trained on its own from the
     first teacher (trained first if missing), once per seed of ``supernet.standalone_seeds``."""
     from . import stages
-    from .families import get_family
-    from .recipes.distill import TeacherCache
-    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     with disabled():
-        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
-                                 progress)
-        cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+        cfg, splits, scorer, teacher, cache = _first_teacher(section, preset, runs_dir, seed, progress)
         return [stages.subnet(cfg, splits, teacher, config, runs_dir, cfg.supernet.standalone_steps, "teacher",
                               seed=seed + s, device=torch.device("cpu"), cache=cache,
                               progress=progress)
