@@ -369,9 +369,13 @@ def _cmd_zoo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import DatasetError
     try:
         return args.func(args)
-    except (ValueError, DatasetError) as e:   # bad input, a missing or damaged dataset, a failed download: no traceback
+    except Exception as e:   # bad input, a missing or damaged dataset, a failed download: no traceback
+        # a DatasetError is raised by gclib.data, so it is loaded by then; importing it up front would load PyTorch
+        # into `gclib run`, which runs the notebooks in kernels of their own
+        data = sys.modules.get(f"{__package__}.data.folders")
+        if not (isinstance(e, ValueError) or (data is not None and isinstance(e, data.DatasetError))):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -541,12 +541,13 @@ def test_the_notebook_runner_leaves_pytorch_to_the_kernels():
     ~0.5 GB out of the laptop preset's 4 GB (the offline extractor it prepares is trained in a child process)."""
     import subprocess
     import sys
-    code = ("import sys, tempfile\nfrom gclib import report, runner\nfrom gclib.presets import notebook_preset\n"
+    code = ("import sys, tempfile\nfrom gclib import cli, report, runner\nfrom gclib.presets import notebook_preset\n"
             "notebook_preset('laptop', 'facades', '', {})\n"
             "report.write_summary(tempfile.mkdtemp(), 'smoke', {'01_teacher_training_facades': 60.0})\n"
-            "print('torch' in sys.modules)")
+            "code = cli.main(['run', '--preset', 'laptop', '--only', '99'])   # `python -m gclib run`, to its error\n"
+            "print(code, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.strip() == "2 False", (out.stdout, out.stderr)
 
 
 def test_the_run_memory_peak_counts_the_kernels():
