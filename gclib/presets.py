@@ -20,6 +20,7 @@ from typing import Any
 # notebook runner (which names tasks in its summaries) does not load PyTorch for the whole run.
 EMBEDDED_TASKS = {"facades": "paired", "stripes": "unpaired", "coats": "unpaired"}
 
+
 @dataclass(frozen=True)
 class DataPart:
     image_size: int            # square images, pixels (a multiple of 4: the generators down-sample twice)
