@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which notebooks' trainings: facades, stripes (01-03), gaugan (06), munit (07)")
     zb.add_argument("--stages", default="teacher,supernet,standalone,student,comparison",
                     help="which shipped stages to build (teacher, supernet, standalone, frontier, student: notebook "
-                         "02's students of the later seeds, comparison: notebook 03's other supernets)")
+                         "02's students of the later seeds, comparison: notebook 03's other supernets, finetune: "
+                         "notebook 04's fine-tunings of the later seeds, from the frontier's runs)")
     zsub.add_parser("export", help="export what runs/zoo holds finished (a build's last step, on its own)")
     zsub.add_parser("verify", help="check every shipped file: checksum, current key, loads, re-scores as recorded")
     z.set_defaults(func=_cmd_zoo)

@@ -299,16 +299,19 @@ def heldout_scores(trained: Trained, scorer, extractor: str) -> dict:
 
 
 def test_scores(trained: Trained, scorer, extractor: str) -> dict:
-    """``scorer(trained.net)``; for a teacher the zoo ships as its record alone (``trained.net`` is None), the test
-    scores its record holds, computed by the same scorer when it was built (for ``extractor``'s features)."""
+    """``scorer(trained.net)``; for a stage the zoo ships as its record alone (``trained.net`` is None: a teacher of a
+    later seed, a fine-tuning of notebook 04's), the test scores its record holds, computed by the same scorer when it
+    was built (for ``extractor``'s features)."""
     if trained.net is not None:
         return scorer(trained.net)
     recorded = trained.artifact.test_scores.get(extractor)
     if recorded is None:
         s = trained.artifact.stage
-        raise ValueError(f"the {s['task']} teacher of seed {s['seed']} is shipped as its scores alone, which were "
-                         f"measured with the {sorted(trained.artifact.test_scores)} features, not {extractor!r}: "
-                         f"set teacher.seeds to (0,), or GCLIB_ZOO=0 to train it (about an hour on one core)")
+        fix = ("set teacher.seeds to (0,), or GCLIB_ZOO=0 to train it (about an hour on one core)"
+               if s["kind"] == "teacher" else "set GCLIB_ZOO=0 to train it here")
+        raise ValueError(f"the {s['task']} {s['kind']} of seed {s['seed']} ({trained.artifact.path.name}) is shipped as "
+                         f"its scores alone, which were measured with the {sorted(trained.artifact.test_scores)} "
+                         f"features, not {extractor!r}: {fix}")
     return recorded
 
 
@@ -511,7 +514,7 @@ def subnet(preset, data: TaskData, teacher: Trained, config: str, runs_dir, step
         return recipe.distill_trainer(_seeded(seed, build), teacher_net, cfg, ckpt, device, stage.record(), family,
                                       cache)
     art = load_or_train(stage, runs_dir, make, data.train, eval_fn, progress, preset.speed_ups)
-    if "G" not in art.weights:      # a zoo record of scores alone (notebook 03's stand-alone references)
+    if "G" not in art.weights:      # a zoo record of scores alone (03's stand-alone references, 04's later seeds)
         return Trained(None, art)
     with torch.random.fork_rng(devices=[]):
         net = family.student(config, **family.arch(preset))

@@ -13,8 +13,9 @@ Each shipped artifact is two files named after its stage (``teacher_facades_s0_<
 
 What each file holds is :func:`shipped_networks`: the compressed teacher's G and D, a supernet's G, D and mapping
 convs, the generator alone of notebook 02's students of the later seeds and of notebook 03's comparison supernets (so
-a lab trains one seed of students live and none of the rank check's supernets), nothing but the record for the other
-teachers' seeds and the stand-alone references.
+a lab trains one seed of students live and none of the rank check's supernets), nothing but the record (scores with
+intervals) for the other teachers' seeds, the stand-alone references and notebook 04's fine-tunings of the later seeds
+(so a lab fine-tunes the first seed live and reads the others' test scores).
 
 A **frontier** (``frontier_<task>_s0_<key>.json``, a record without networks) holds notebook 04's search and
 fine-tuning repeated at every budget of the preset with every fine-tuning seed, scored on the test split: the
@@ -61,7 +62,7 @@ class Section:
 
 
 # section name -> what it ships; `zoo build --sections` takes these names
-LAB_KINDS = ("teacher", "supernet", "standalone", "frontier", "student", "comparison")
+LAB_KINDS = ("teacher", "supernet", "standalone", "frontier", "student", "comparison", "finetune")
 ZOO_SECTIONS = {"facades": Section("facades", True, kinds=LAB_KINDS),
                 "stripes": Section("stripes", False, kinds=LAB_KINDS),
                 "gaugan": Section("facades", True, "spade", ("teacher", "frontier")),
@@ -221,7 +222,32 @@ def expected_stages(preset: str = ZOO_PRESET) -> dict[str, object]:
             for other in stages.supernet_comparisons(cfg).values():
                 stage = stages.supernet_stage(other, data, first.key, cfg.teacher.seeds[0])
                 out[stem(stage)] = stage
+        if "finetune" in section.kinds:     # notebook 04's fine-tunings of every seed but the first (trained live)
+            out.update({stem(stage): stage for stage in finetune_stages(name, preset)})
     return out
+
+
+def notebook_finetune_configs(section: str, preset: str = ZOO_PRESET, zoo_dir: Path | None = None) -> dict[str, str]:
+    """``{"searched": config, "uniform": config}``: what notebook 04 fine-tunes at its main budget, as the shipped
+    frontier record found it (the search is deterministic: the notebook's run finds the same networks); {} where no
+    current frontier is shipped or it fine-tuned for another number of steps than the notebook does."""
+    cfg, record = section_preset(section, preset), frontier_record(section, preset, zoo_dir)
+    notebook = (record or {}).get("notebook fine-tuning")
+    if not notebook or notebook["steps"] != cfg.search.finetune_steps:
+        return {}
+    return {row["role"].split(" = ")[-1]: row["config"] for row in notebook["rows"] if row["budget"] == notebook["budget"]}
+
+
+def finetune_stages(section: str, preset: str = ZOO_PRESET, seed: int = 0, zoo_dir: Path | None = None) -> list:
+    """The stages of notebook 04's fine-tunings at its main budget (:func:`notebook_finetune_configs`) of every seed of
+    ``student.seeds`` but the first, from the section's supernet."""
+    from . import stages
+    cfg, s = section_preset(section, preset), ZOO_SECTIONS[section]
+    data = SimpleNamespace(task=s.task, paired=s.paired)
+    first = stages.teacher_stage(cfg, data, seed + cfg.teacher.seeds[0])
+    supernet = stages.supernet_stage(cfg, data, first.key, seed + cfg.teacher.seeds[0])
+    return [stages.subnet_stage(cfg, data, config, cfg.search.finetune_steps, "supernet", supernet.key, seed + k)
+            for config in notebook_finetune_configs(section, preset, zoo_dir).values() for k in cfg.student.seeds[1:]]
 
 
 def shipped_networks(stage, preset: str = ZOO_PRESET) -> tuple[str, ...]:
@@ -242,7 +268,7 @@ def shipped_networks(stage, preset: str = ZOO_PRESET) -> tuple[str, ...]:
         return ("G", "D", "maps") if record["key"] == main.key else ("G",)
     if kind == "student":
         return ("G",)
-    return ()
+    return ()   # stand-alone references and notebook 04's fine-tunings: their scores are what is read
 
 
 def frontier_preset(cfg):
@@ -480,7 +506,9 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     reference = stage["kind"] in ("subnet", "student")   # its held-out scores beside the others' are what is read
     identity = {} if reference else identity_scores(section, scorer, preset)
     check = _check_scorer(section, preset)(G)
-    if not networks and not reference:   # a teacher's weights not shipped: the test scores notebooks 01 and 04 read
+    # a teacher's or a fine-tuning's weights not shipped: the test scores notebooks 01 and 04 read
+    tested = not networks and (not reference or stage["settings"].get("start") == "supernet")
+    if tested:
         from . import metrics as m
         test_scorer = m.split_scorer(splits, "test", m.get_extractor("offline"), m.load_segmenter(stage["task"]),
                                      resamples=100)
@@ -494,7 +522,7 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
                  "tolerance": INT8_TOLERANCE},
         "selected": content.get("selected", {}), "computed": content.get("computed", {}),
         "heldout_scores": scores, "identity_scores": identity,
-        "test_scores": test if not networks and not reference else {},
+        "test_scores": test if tested else {},
         "check": {"images": CHECK_IMAGES, "scores": check},
         "plateau": plateau(content["evals"], "fid", (scores["fid high"] - scores["fid low"]) / 2),
         "command": rebuild_command(section), "data": data_digest(section, preset),
@@ -666,6 +694,29 @@ def build_comparisons(section: str, preset: str = ZOO_PRESET, runs_dir: str | Pa
                 for other in stages.supernet_comparisons(cfg).values()]
 
 
+def build_finetunes(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
+                    progress: bool = True) -> list:
+    """Notebook 04's fine-tunings at its main budget of every seed but the first (:func:`finetune_stages`), from the
+    shipped teacher and supernet as the notebook fine-tunes them, in ``runs_dir/frontier`` (where the frontier build
+    trains the same runs, so a built frontier holds them already)."""
+    from . import stages
+    from .recipes.distill import TeacherCache
+    from .families import get_family
+    configs = notebook_finetune_configs(section, preset)
+    if not configs:
+        raise ZooError(f"notebook 04's fine-tunings of {section} are the frontier's: build it first (python -m gclib "
+                       f"zoo build --sections {section} --stages frontier)")
+    cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
+    device, where = torch.device("cpu"), Path(runs_dir) / "frontier"
+    teacher = stages.teacher(cfg, splits, where, seed + cfg.teacher.seeds[0], device, scorer, progress)
+    cache = TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
+    supernet = stages.supernet(cfg, splits, teacher, where, seed, device, scorer, cache, progress)
+    with disabled():
+        return [stages.subnet(cfg, splits, teacher, config, where, cfg.search.finetune_steps, "supernet", supernet,
+                              seed + k, device, cache=cache, progress=progress)
+                for config in configs.values() for k in cfg.student.seeds[1:]]
+
+
 def build_standalone(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path = BUILD_DIR, seed: int = 0,
                      progress: bool = True) -> list:
     """A section's stand-alone references (notebook 03's rank check): each sub-network trained on its own from the
@@ -746,15 +797,16 @@ def build_frontier(section: str, preset: str = ZOO_PRESET, runs_dir: str | Path 
                                 resamples=FRONTIER_RESAMPLES, style_dim=family.style_dim)
     seeds = [seed + s for s in cfg.student.seeds]
     tuning = frontier_preset(cfg)
-    rows = pipeline.frontier(tuning, splits, teacher, supernet, found, runs_dir, seeds, device, test,
-                             heldout, macs, cache, progress, calibration)
-    # the notebook's own fine-tuning (shorter) at its main budget, so a notebook can show its live run agrees
-    main = pipeline.main_budget(found.plan, cfg)
-    same = tuning.search.finetune_steps == cfg.search.finetune_steps
-    notebook = {"steps": cfg.search.finetune_steps, "budget": main, "rows": rows if same else
-                pipeline.frontier(cfg, splits, teacher, supernet, pipeline.Search({main: found.plan[main]},
-                                  {main: found.results[main]}, evaluator), runs_dir, seeds, device, test, heldout,
-                                  macs, cache, progress, calibration)}
+    with disabled():    # every fine-tuning trained here (the zoo ships some of them as their scores alone)
+        rows = pipeline.frontier(tuning, splits, teacher, supernet, found, runs_dir, seeds, device, test,
+                                 heldout, macs, cache, progress, calibration)
+        # the notebook's own fine-tuning (shorter) at its main budget, so a notebook can show its live run agrees
+        main = pipeline.main_budget(found.plan, cfg)
+        same = tuning.search.finetune_steps == cfg.search.finetune_steps
+        notebook = {"steps": cfg.search.finetune_steps, "budget": main, "rows": rows if same else
+                    pipeline.frontier(cfg, splits, teacher, supernet, pipeline.Search({main: found.plan[main]},
+                                      {main: found.results[main]}, evaluator), runs_dir, seeds, device, test,
+                                      heldout, macs, cache, progress, calibration)}
     pictures = gdata.load_task(task, cfg, seed).test.A[:len(test.inputs)]      # doing nothing: inputs as outputs
     stage = frontier_stage(cfg, SimpleNamespace(task=task, paired=splits.paired))
     record = {
@@ -820,6 +872,9 @@ def build(sections: list[str] | None = None, runs_dir: Path = BUILD_DIR, progres
         if "comparison" in kinds and "comparison" in shipped:
             records += [export(trained.artifact.path, ("G",))
                         for trained in build_comparisons(section, runs_dir=runs_dir, progress=progress)]
+        if "finetune" in kinds and "finetune" in shipped:
+            records += [export(trained.artifact.path, ())
+                        for trained in build_finetunes(section, runs_dir=runs_dir, progress=progress)]
     write_summary()
     return records
 
@@ -838,12 +893,15 @@ def summary(zoo_dir: Path | None = None) -> str:
              "| artifact | steps | training min | kept weights | held-out FID [95%] | floor | doing nothing | plateau "
              "| stored | MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    total, references, students, frontiers = 0, {}, {}, []
+    total, references, students, frontiers, tunings = 0, {}, {}, [], {}
     for record_path in sorted(zoo_dir.glob("*.json")):
         r = read_record(record_path.stem, zoo_dir, sums)
         files = [zoo_dir / f"{record_path.stem}.{ext}" for ext in ("safetensors", "json")]
         size = sum(f.stat().st_size for f in files if f.exists()) / 2 ** 20
         total += size
+        if r["stage"]["kind"] == "subnet" and r["stage"]["settings"]["start"] == "supernet":   # one row per task
+            tunings.setdefault(r["stage"]["task"], []).append((r, size))
+            continue
         if r["stage"]["kind"] == "subnet":       # one row per task below
             references.setdefault(r["stage"]["task"], []).append((r, size))
             continue
@@ -866,27 +924,29 @@ def summary(zoo_dir: Path | None = None) -> str:
                      f"{sum(x['seconds'] for x in r['history']) / 60:.1f} | {kept_text} | {h['fid']:.2f} "
                      f"[{h['fid low']:.2f}, {h['fid high']:.2f}] | {h['fid floor']:.2f} | {nothing} | {plateau_text} "
                      f"| {stored} | {size:.1f} |")
-    if references:
-        lines += ["", "Stand-alone references (notebook 03's rank check), shipped as records (held-out scores, "
-                      "history) without weights:", "",
-                  "| task | sub-networks x seeds | steps each | training min | held-out FID, best to worst | MB |",
-                  "|---|---|---|---|---|---|"]
-        for task, rows in sorted(references.items()):
-            fids = sorted(r["heldout_scores"]["fid"] for r, _ in rows)
-            lines.append(f"| {task} | {len(rows)} | {rows[0][0]['history'][-1]['step'] + 1} | "
-                         f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | "
-                         f"{fids[0]:.1f} to {fids[-1]:.1f} | {sum(size for _, size in rows):.1f} |")
-    if students:
-        lines += ["", "Notebook 02's students of the later seeds (the first seed trains live in the notebook), the "
-                      "generator alone:", "",
-                  "| task | variants x seeds | steps each | training min | held-out FID per variant | stored | MB |",
-                  "|---|---|---|---|---|---|---|"]
-        for task, rows in sorted(students.items()):
-            fids = ", ".join(f"{r['stage']['settings']['variant']} {r['heldout_scores']['fid']:.1f}" for r, _ in rows)
-            lines.append(f"| {task} | {len(rows)} | {rows[0][0]['history'][-1]['step'] + 1} | "
-                         f"{sum(x['seconds'] for r, _ in rows for x in r['history']) / 60:.1f} | {fids} | "
-                         f"{', '.join(sorted({r['storage'] for r, _ in rows}))} | "
-                         f"{sum(size for _, size in rows):.1f} |")
+    def spread(rows):
+        fids = sorted(r["heldout_scores"]["fid"] for r, _ in rows)
+        return [f"{fids[0]:.1f} to {fids[-1]:.1f}"]
+    groups = [   # (records by task, what they are, the columns between the training minutes and MB, those cells)
+        (references, "Stand-alone references (notebook 03's rank check), shipped as records (held-out scores, history) "
+                     "without weights:", "sub-networks x seeds", ["held-out FID, best to worst"], spread),
+        (students, "Notebook 02's students of the later seeds (the first seed trains live in the notebook), the "
+                   "generator alone:", "variants x seeds", ["held-out FID per variant", "stored"],
+         lambda rows: [", ".join(f"{r['stage']['settings']['variant']} {r['heldout_scores']['fid']:.1f}"
+                                 for r, _ in rows), ", ".join(sorted({r["storage"] for r, _ in rows}))]),
+        (tunings, "Notebook 04's fine-tunings of the later seeds at its main budget (the first seed trains live), "
+                  "shipped as records (test and held-out scores, history) without weights:", "networks x seeds",
+         ["test FID per network"],
+         lambda rows: [", ".join(f"{r['stage']['settings']['config']} (seed {r['stage']['seed']}) "
+                                 f"{r['test_scores']['offline']['fid']:.1f}" for r, _ in rows)]),
+    ]
+    for by_task, intro, count, columns, cells in groups:
+        if not by_task:
+            continue
+        header = ["task", count, "steps each", "training min", *columns, "MB"]
+        lines += ["", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += [_group_line(task, rows, *cells(rows), digits=2 if by_task is tunings else 1)
+                  for task, rows in sorted(by_task.items())]
     if frontiers:
         from .report import family_name, frontier_verdict
         lines += ["", "Frontiers (notebook 04's search and fine-tuning at every budget, every fine-tuning seed, scored "
@@ -911,6 +971,15 @@ def summary(zoo_dir: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def _group_line(task: str, rows: list, *cells: str, digits: int = 1) -> str:
+    """One ZOO.md row for a group of records ``rows`` ([(record, MB)]): task, count, steps each, training minutes,
+    ``cells``, MB."""
+    steps = rows[0][0]["history"][-1]["step"] + 1
+    minutes = sum(x["seconds"] for r, _ in rows for x in r["history"]) / 60
+    return "| " + " | ".join([task, str(len(rows)), str(steps), f"{minutes:.1f}", *cells,
+                              f"{sum(size for _, size in rows):.{digits}f}"]) + " |"
+
+
 def write_summary(zoo_dir: Path | None = None) -> Path:
     from .artifacts import atomic_write_bytes
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
@@ -922,7 +991,8 @@ def export_built(runs_dir: Path = BUILD_DIR) -> list[dict]:
     """Export every finished artifact of ``runs_dir`` that the zoo ships (as :func:`build` would after training)."""
     records = []
     for name, stage in expected_stages().items():
-        path = Path(runs_dir) / f"{name}.pt"
+        fine_tuning = stage.kind == "subnet" and stage.settings["start"] == "supernet"   # trained by the frontier's
+        path = Path(runs_dir) / ("frontier" if fine_tuning else "") / f"{name}.pt"
         if stage.kind != "frontier" and path.exists():
             records.append(export(path, shipped_networks(stage)))
     write_summary()

@@ -283,6 +283,26 @@ def test_a_frontier_is_the_notebook_search_and_fine_tuning_at_every_budget(tmp_p
         measured = test(tuned.net)
         assert all(abs(short["after"]["1"][m] - measured[m]) <= 1e-6 * max(1.0, abs(measured[m])) for m in measured)
         assert short["after"] != next(r for r in record["rows"] if r["config"] == short["config"])["after"]
+        # notebook 04's later seeds ship as records: found by the keys finetune_stages computes without training, they
+        # come back without a network and with the test scores the frontier recorded for the same runs
+        later = zoo.finetune_stages("facades", "smoke", zoo_dir=shelf)
+        assert {st.settings["config"] for st in later} == {r["config"] for r in notebook["rows"]
+                                                           if r["budget"] == notebook["budget"]}
+        assert {st.seed for st in later} == {1}
+        for st in later:
+            zoo.export(runs / st.filename, zoo.shipped_networks(st, "smoke"), preset="smoke", zoo_dir=shelf)
+        monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+        empty = tmp_path_factory.mktemp("empty")
+        for st in later:
+            again = stages.subnet(cfg, data, teacher, st.settings["config"], empty, 4, start="supernet", supernet=sup,
+                                  seed=1, progress=False)
+            assert again.net is None and again.artifact.shipped and again.artifact.key == st.key
+            recorded = stages.test_scores(again, test, "offline")
+            frontier = next(r for r in notebook["rows"] if r["config"] == st.settings["config"])["after"]["1"]
+            assert all(abs(recorded[m] - frontier[m]) <= 1e-6 * max(1.0, abs(frontier[m])) for m in frontier)
+        assert not any(empty.glob("*.pt"))
+        monkeypatch.undo()
+        monkeypatch.setattr(zoo, "section_preset", lambda section, preset: smoke(section, preset).override(changes))
         assert record["teacher_macs"] == metrics.count_macs(teacher.net, cfg.data.image_size)
         assert zoo.frontier_record("facades", "smoke", shelf) == record
         changes["search.frontier_finetune_steps"] = 8                 # another fine-tuning length: not for it
