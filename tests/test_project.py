@@ -464,7 +464,7 @@ def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
         report.publish(run, expected, repo)
     assert "old" in (repo / "RESULTS.md").read_text() and not (repo / "figures" / "01_a.png").exists()
     (repo / "README.md").write_text(f"intro\n{report.README_START}\nstale\n{report.README_END}\nrest\n")
-    report.write_summary(run, "laptop", {"01_x_stripes": 60.0}, {"minutes": 3.0, "jobs": 2, "cores": 2,
+    report.write_summary(run, "laptop", {"01_x_stripes": 90.0}, {"minutes": 3.0, "jobs": 2, "cores": 2,
                                                                  "notebooks": ["01"], "peak_memory_gb": 1.25},
                          how={"overrides": {}, "dataset_root": ""})
     results, copied = report.publish(run, expected, repo)
@@ -472,6 +472,7 @@ def test_publish_refuses_a_partial_run_and_publishes_a_complete_one(tmp_path):
     readme = (repo / "README.md").read_text()   # the header: the run's time and memory, as RESULTS.md has them
     assert "stale" not in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
     assert "took 3 minutes (2 tasks side by side on 2 cores), its peak memory 1.25 GB" in readme
+    assert "the longest notebook 01_x_stripes, 1.5 minutes" in readme   # of both runs into the folder
     assert [p.relative_to(repo).as_posix() for p in copied] == ["figures/01_a.png", "docs/notebooks/01_x_facades.ipynb"]
     # the executed notebook as a reader sees it: what it printed and drew, not its progress bars, widgets or timings
     readable = json.loads(copied[1].read_text())
