@@ -967,8 +967,37 @@ def summary(zoo_dir: Path | None = None) -> str:
                          f"{sum(len(row['after']) for row in tuned.values())} x {r['fine-tuning steps']:g} | "
                          f"{sum(row['minutes'] for row in tuned.values()):.1f} | {size:.2f} |")
     lines += ["", f"{total:.1f} MB in all. Rebuild: `python -m gclib zoo build` (trains into `runs/zoo/`, then exports).",
-              ""]
+              "", _rebuild_text(rebuild_hours(zoo_dir, sums)), ""]
     return "\n".join(lines)
+
+
+def rebuild_hours(zoo_dir: Path | None = None, sums: dict | None = None) -> dict:
+    """How long rebuilding what is shipped took, from the records: each trained network's training steps, and each
+    frontier's build from its first step to its record (search and fine-tunings; notebook 04's shipped fine-tunings
+    are its runs, counted there): ``{"sections": {section: hours}, "one core": hours, "two cores": hours}``, the
+    last with one section per core, the best split of the sections."""
+    import itertools
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    sums = sums if sums is not None else read_sums(zoo_dir)
+    minutes = dict.fromkeys(ZOO_SECTIONS, 0.0)
+    for record_path in zoo_dir.glob("*.json"):
+        r = read_record(record_path.stem, zoo_dir, sums)
+        stage = r["stage"]
+        if stage["kind"] == "frontier":
+            minutes[r["section"]] += r["minutes"]
+        elif not (stage["kind"] == "subnet" and stage["settings"]["start"] == "supernet"):
+            minutes[section_of(stage)] += sum(x["seconds"] for x in r["history"]) / 60
+    hours = {n: m / 60 for n, m in minutes.items()}
+    two_cores = min(max(sum(h for n, h in hours.items() if n in side), sum(h for n, h in hours.items() if n not in side))
+                    for k in range(len(hours) + 1) for side in itertools.combinations(hours, k))
+    return {"sections": hours, "one core": sum(hours.values()), "two cores": two_cores}
+
+
+def _rebuild_text(hours: dict) -> str:
+    per_section = ", ".join(f"{n} {h:.1f}" for n, h in hours["sections"].items())
+    return (f"Training time of what is shipped, as its records give it: {hours['one core']:.1f} hours on one core "
+            f"({per_section}); on 2 cores, one section per core, about {hours['two cores']:.1f} hours (held-out "
+            f"evaluations during training and the exports add to it).")
 
 
 def _group_line(task: str, rows: list, *cells: str, digits: int = 1) -> str:

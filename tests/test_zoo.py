@@ -381,3 +381,12 @@ def test_the_comparison_supernets_are_notebook_03s(monkeypatch):
     expected = zoo.expected_stages()
     networks = {name: zoo.shipped_networks(st) for name, st in expected.items() if st.kind == "supernet"}
     assert sorted(networks.values()).count(("G", "D", "maps")) == 2 and ("G",) in networks.values()
+
+
+def test_the_rebuild_time_splits_the_sections_over_two_cores():
+    """ZOO.md's rebuild time: the sections' hours add up to one core's, and two cores (one section each) take no less
+    than the longest section or half of it all, and no more than one core."""
+    hours = zoo.rebuild_hours()
+    assert set(hours["sections"]) == set(zoo.ZOO_SECTIONS) and all(h > 0 for h in hours["sections"].values())
+    assert hours["one core"] == pytest.approx(sum(hours["sections"].values()))
+    assert max(max(hours["sections"].values()), hours["one core"] / 2) <= hours["two cores"] < hours["one core"]
