@@ -339,6 +339,13 @@ def section_preset(section: str, preset: str = ZOO_PRESET):
     return notebook_preset(preset, s.task, "", {"family": s.family} if s.family != "resnet" else {})
 
 
+def is_finetuning(stage) -> bool:
+    """Whether a stage (a Stage or its record) is one of notebook 04's fine-tunings from the supernet: the frontier's
+    build trains them and the zoo ships their scores alone."""
+    kind, settings = (stage["kind"], stage["settings"]) if isinstance(stage, dict) else (stage.kind, stage.settings)
+    return kind == "subnet" and settings.get("start") == "supernet"
+
+
 def section_of(stage_record: dict) -> str:
     """The section a stage record belongs to (by its task and family)."""
     family = stage_record["settings"].get("family", "resnet")
@@ -507,7 +514,7 @@ def export(artifact_path: Path, networks: tuple[str, ...] = ("G", "D"), preset: 
     identity = {} if reference else identity_scores(section, scorer, preset)
     check = _check_scorer(section, preset)(G)
     # a teacher's or a fine-tuning's weights not shipped: the test scores notebooks 01 and 04 read
-    tested = not networks and (not reference or stage["settings"].get("start") == "supernet")
+    tested = not networks and (not reference or is_finetuning(stage))
     if tested:
         from . import metrics as m
         test_scorer = m.split_scorer(splits, "test", m.get_extractor("offline"), m.load_segmenter(stage["task"]),
@@ -899,7 +906,7 @@ def summary(zoo_dir: Path | None = None) -> str:
         files = [zoo_dir / f"{record_path.stem}.{ext}" for ext in ("safetensors", "json")]
         size = sum(f.stat().st_size for f in files if f.exists()) / 2 ** 20
         total += size
-        if r["stage"]["kind"] == "subnet" and r["stage"]["settings"]["start"] == "supernet":   # one row per task
+        if is_finetuning(r["stage"]):   # one row per task
             tunings.setdefault(r["stage"]["task"], []).append((r, size))
             continue
         if r["stage"]["kind"] == "subnet":       # one row per task below
@@ -985,7 +992,7 @@ def rebuild_hours(zoo_dir: Path | None = None, sums: dict | None = None) -> dict
         stage = r["stage"]
         if stage["kind"] == "frontier":
             minutes[r["section"]] += r["minutes"]
-        elif not (stage["kind"] == "subnet" and stage["settings"]["start"] == "supernet"):
+        elif not is_finetuning(stage):
             minutes[section_of(stage)] += sum(x["seconds"] for x in r["history"]) / 60
     hours = {n: m / 60 for n, m in minutes.items()}
     two_cores = min(max(sum(h for n, h in hours.items() if n in side), sum(h for n, h in hours.items() if n not in side))
@@ -1020,8 +1027,8 @@ def export_built(runs_dir: Path = BUILD_DIR) -> list[dict]:
     """Export every finished artifact of ``runs_dir`` that the zoo ships (as :func:`build` would after training)."""
     records = []
     for name, stage in expected_stages().items():
-        fine_tuning = stage.kind == "subnet" and stage.settings["start"] == "supernet"   # trained by the frontier's
-        path = Path(runs_dir) / ("frontier" if fine_tuning else "") / f"{name}.pt"
+        # notebook 04's fine-tunings are the frontier build's runs
+        path = Path(runs_dir) / ("frontier" if is_finetuning(stage) else "") / f"{name}.pt"
         if stage.kind != "frontier" and path.exists():
             records.append(export(path, shipped_networks(stage)))
     write_summary()
