@@ -22,6 +22,21 @@ from .search import best_under
 CSS_PREFIX = "gclib-explorer"  # class names the browser test looks for
 
 
+def gmacs(macs: float, digits: int = 4) -> str:
+    """MACs in G to ``digits`` significant digits: 0.003701 at the smoke preset's sizes, 281.4 at the paper's (fixed
+    decimals would print two neighbouring small networks alike)."""
+    return f"{macs / 1e9:.{digits}g}"
+
+
+def budget_labels(budgets: list[float]) -> list[str]:
+    """The slider's labels, one per budget, with as many significant digits as it takes to tell them apart."""
+    for digits in range(4, 12):
+        labels = [f"{gmacs(b, digits)} G" for b in budgets]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{b:.0f} MACs" for b in budgets]
+
+
 def _strip_png(images: torch.Tensor, scale: int = 2) -> bytes:
     """uint8 images (N, 3, H, W) side by side, each pixel drawn ``scale`` x ``scale`` -> PNG bytes."""
     from PIL import Image
@@ -102,8 +117,8 @@ class BudgetExplorer:
         v, t = self.view(budget_macs), self.teacher_row
         r = v["row"]
         quality = "".join(f"{label} {r[k]:.2f} (teacher {t[k]:.2f}), " for k, label in self.shown)
-        return (f"<b>budget {budget_macs / 1e9:.4f} GMACs</b> &rarr; <code>{html.escape(r['config'])}</code>: "
-                f"<span class='{CSS_PREFIX}-macs'>{r['macs'] / 1e9:.4f}</span> GMACs "
+        return (f"<b>budget {gmacs(budget_macs)} GMACs</b> &rarr; <code>{html.escape(r['config'])}</code>: "
+                f"<span class='{CSS_PREFIX}-macs'>{gmacs(r['macs'])}</span> GMACs "
                 f"({t['macs'] / r['macs']:.1f}x fewer than the teacher), {quality}"
                 f"latency {v['latency_ms']:.1f} ms (teacher {t['latency_ms']:.1f} ms, "
                 f"{t['latency_ms'] / v['latency_ms']:.1f}x faster)")
@@ -111,7 +126,7 @@ class BudgetExplorer:
     def widget(self, scale: int = 2):
         """slider(s) | text | teacher's images | the picked network's images, updated live as a slider moves."""
         import ipywidgets as widgets
-        slider = widgets.SelectionSlider(options=[(f"{b / 1e9:.4f} G", b) for b in self.budgets],
+        slider = widgets.SelectionSlider(options=list(zip(budget_labels(self.budgets), self.budgets)),
                                          value=self.budgets[len(self.budgets) // 2], description="MAC budget",
                                          continuous_update=False, layout=widgets.Layout(width="95%"),
                                          style={"description_width": "initial"})
@@ -151,14 +166,14 @@ class BudgetExplorer:
         quality = lambda r: ", ".join(f"{label} {r[k]:.2f}" for k, label in self.shown)
         rows = [] if self.pictures is None else [("input", None, "", self.pictures)]
         rows += [("teacher", t["macs"], f"{quality(t)}, {t['latency_ms']:.1f} ms", self.images(budgets[0], style)[0])]
-        rows += [(f"<= {b / 1e9:.3f} G", v["row"]["macs"], f"{quality(v['row'])}, {v['latency_ms']:.1f} ms",
+        rows += [(f"<= {gmacs(b)} G", v["row"]["macs"], f"{quality(v['row'])}, {v['latency_ms']:.1f} ms",
                   self.images(b, style)[1]) for b, v in zip(budgets, views)]
         fig, axes = plt.subplots(len(rows), 1, figsize=(1.5 * n + 2.5, 1.55 * len(rows)), squeeze=False)
         for ax, (name, macs, title, images) in zip(axes[:, 0], rows):
             ax.imshow(torch.cat(list(images[:n]), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_ylabel(name if macs is None else f"{name}\n{macs / 1e9:.3f} GMACs", fontsize=8, rotation=0,
+            ax.set_ylabel(name if macs is None else f"{name}\n{gmacs(macs)} GMACs", fontsize=8, rotation=0,
                           ha="right", va="center")
             ax.set_title(title, fontsize=8, loc="left")
         fig.tight_layout()

@@ -148,18 +148,41 @@ def test_budget_slider_updates_macs_and_image(jupyterlab, browser):
     _wait(explorer_ready, 420, "the budget explorer to render (notebook 04 in smoke)", poll=2)
 
     def shown():
+        """(the MACs shown, the picked network's PNG as base64): the image's bytes, not its src, which is a blob URL
+        the page may renew without a change (under load a re-render alone once passed for the slider's update)."""
         macs = browser.find_element(By.CSS_SELECTOR, ".gclib-explorer-info .gclib-explorer-macs").text
-        image = browser.find_element(By.CSS_SELECTOR, "img.gclib-explorer-image").get_attribute("src")
+        image = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const img = document.querySelector('img.gclib-explorer-image');"
+            "if (!img || !img.src) { done(null); return; }"
+            "fetch(img.src).then(r => r.arrayBuffer()).then(buffer => {"
+            "  let text = ''; for (const byte of new Uint8Array(buffer)) text += String.fromCharCode(byte);"
+            "  done(btoa(text)); }).catch(() => done(null));")
         return macs, image
 
-    _wait(lambda: shown()[1], 30, "the explorer's image")
-    before = shown()
+    def settled():
+        first = shown()
+        time.sleep(1)
+        return first if first[1] and shown() == first else None
+
+    before = _wait(settled, 60, "the explorer's image to settle")
     handle = browser.find_element(By.CSS_SELECTOR, ".gclib-explorer-slider .noUi-handle")
     # focused by script, centred in view: a click can land on whatever cell scrolls over the slider meanwhile
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", handle)
     handle.send_keys(Keys.ARROW_LEFT)  # the slider starts in the middle: one step left is always possible
-    after = _wait(lambda: shown() if shown() != before else None, 90, "the explorer to update after the slider moved")
-    assert after[0] != before[0], "the shown MACs did not change"
-    assert after[1] != before[1], "the generated image did not change"
+    def state():   # what a failure message needs: the explorer's text and the slider's position
+        return browser.execute_script(
+            "const info = document.querySelector('.gclib-explorer-info');"
+            "const h = document.querySelector('.gclib-explorer-slider .noUi-handle');"
+            "return [info && info.innerText, h && h.getAttribute('aria-valuenow'), document.activeElement === h];")
+
+    seen = state()
+    try:
+        after = _wait(lambda: shown() if shown()[0] != before[0] else None, 90,
+                      "the shown MACs to change after the slider moved")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; before the key: {seen}, now: {state()}") from None
+    # the text is written before the images (one update): wait for the image to follow
+    after = _wait(lambda: shown() if shown()[1] not in (None, before[1]) else None, 30, "the generated image to change")
     assert float(after[0]) < float(before[0]), "one step left should show a cheaper sub-network"
     assert (folder / "runs" / "smoke" / "search_facades.json").exists(), "the notebook should have run to its export"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gclib.explorer import BudgetExplorer
+from gclib.explorer import BudgetExplorer, budget_labels, gmacs
 from gclib.families.resnet import RESNET, MobileResnetGenerator
 from gclib.nn.gan import init_weights
 
@@ -43,7 +43,16 @@ def test_a_budget_shows_the_best_network_within_it_built_and_timed_once():
     ex.view(ex.budgets[-1])
     assert len(timed) == 1 + len(built)                                     # the teacher, then each network once
     text = ex.describe(ex.budgets[-1])
-    assert "8_8_8_8_8_8_8_8" in text and f"{rows[-1]['macs'] / 1e9:.4f}" in text
+    assert "8_8_8_8_8_8_8_8" in text and f">{gmacs(rows[-1]['macs'])}<" in text
+
+
+def test_neighbouring_small_budgets_read_apart():
+    """Two networks of the smoke preset's size once read 0.0037 G alike (fixed decimals); significant digits do not."""
+    assert gmacs(3_701_234) == "0.003701" and gmacs(3_652_000) == "0.003652" and gmacs(281.41e9) == "281.4"
+    budgets = [3_652_000, 3_701_234, 3_701_300]             # the last two agree to 4 digits: the labels take more
+    labels = budget_labels(budgets)
+    assert len(set(labels)) == 3
+    assert all(abs(float(label.split()[0]) * 1e9 - b) <= 1e-4 * b for label, b in zip(labels, budgets))
 
 
 def test_exact_mode_steps_through_every_network():
