@@ -50,6 +50,7 @@ def _cmd_train(args) -> int:
     from .presets import notebook_preset
     from .recipes.distill import TeacherCache, VARIANTS
     _at_least("--seed", args.seed, 0)
+    _at_least("--data-seed", args.data_seed, 0)
     cfg = notebook_preset(args.preset, args.task, args.dataset_root, parse_settings(args.set))
     # every flag is checked here, before any training (a bad one must not cost a teacher's training first)
     if args.stage == "student" and args.variant not in VARIANTS:
@@ -75,7 +76,8 @@ def _cmd_train(args) -> int:
                   f"{cfg.data.batch_size}")
     out = Path(args.out or f"runs/{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
-    data = get_family(cfg.family).task_data(load_task(args.task, cfg, args.seed), cfg)   # SPADE: label maps as A
+    data_seed = args.seed if args.data_seed is None else args.data_seed
+    data = get_family(cfg.family).task_data(load_task(args.task, cfg, data_seed), cfg)   # SPADE: label maps as A
     scorer = None
     if not args.no_eval:   # held-out scores every eval_every steps, as in the notebooks
         segmenter = metrics.load_segmenter(args.task) if args.task in EMBEDDED_TASKS and not cfg.data.dataset_root \
@@ -249,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset-root", default="", help="a real dataset folder (pix2pix or CycleGAN layout)")
     t.add_argument("--out", default=None, help="runs folder (default runs/PRESET)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-seed", type=int, default=None,
+                   help="which generated images (embedded tasks) to train on (default: --seed, as a notebook with "
+                        "that seed); the zoo's second teacher is --seed 1 --data-seed 0")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a preset field")
     t.add_argument("--variant", default="features", help="student: alone, init, output or features (default)")
     t.add_argument("--config", default="", help="finetune: the sub-network, e.g. 16_16_24_16_32_64_16_24")

@@ -201,9 +201,12 @@ def _seeded(seed: int, build: Callable[[], dict]) -> dict:
 
 
 def _common(preset, data: TaskData) -> dict:
-    """What every stage depends on: the family and its structure (ResNet: ``n_blocks``), the task's kind, the data."""
+    """What every stage depends on: the family and its structure (ResNet: ``n_blocks``), the task's kind, the data
+    (and its seed where not 0: the images a notebook of another ``seed`` trains on, so its teacher of model seed 1
+    is not the zoo's, trained on seed 0's images; at 0 left out, which keeps the keys of before)."""
+    data_seed = getattr(data, "seed", 0)
     return {"family": preset.family, "paired": data.paired, "data": preset.data.training(),
-            **get_family(preset.family).arch(preset)}
+            **({"data_seed": data_seed} if data_seed else {}), **get_family(preset.family).arch(preset)}
 
 
 def _label(preset, label: str = "") -> str:

@@ -561,3 +561,22 @@ def test_the_run_memory_peak_counts_the_kernels():
     with runner.MemoryPeak(every=0.05) as with_child:
         subprocess.run([sys.executable, "-c", code], check=True)
     assert with_child.peak - alone.peak > 250 * 2 ** 20, (alone.peak, with_child.peak)
+
+
+def test_cli_trains_the_zoos_second_teacher_with_data_seed(tmp_path, capsys):
+    """``--seed 1`` trains on seed 1's images (a notebook with seed 1); ``--seed 1 --data-seed 0`` is the teacher of
+    model seed 1 on seed 0's images, the one a notebook of seed 0 (and the zoo) trains second: two keys."""
+    from gclib import stages
+    from gclib.cli import parse_settings
+    from gclib.data import load_task
+    from gclib.presets import notebook_preset
+    settings = ["teacher.steps=2", "data.n_train=8", "data.n_heldout=4", "data.n_test=4"]
+    tiny = [x for s in settings for x in ("--set", s)] + ["--no-eval", "--out", str(tmp_path)]
+    assert main(["train", "teacher", "--preset", "smoke", "--seed", "1", "--data-seed", "0", *tiny]) == 0
+    assert main(["train", "teacher", "--preset", "smoke", "--seed", "1", *tiny]) == 0
+    cfg = notebook_preset("smoke", "facades", "", parse_settings(settings))
+    want = {stages.teacher_stage(cfg, load_task("facades", cfg, data_seed), 1).filename for data_seed in (0, 1)}
+    trained = {p.name for p in tmp_path.glob("teacher_facades_s1_*.pt") if p.name.count(".") == 1}   # not .train.pt
+    assert len(want) == 2 and trained == want
+    assert main(["train", "teacher", "--preset", "smoke", "--data-seed", "-1", *tiny]) == 2
+    assert "--data-seed must be at least 0" in capsys.readouterr().err

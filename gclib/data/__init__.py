@@ -90,6 +90,7 @@ class TaskData:
     train: Dataset        # TensorSplit (embedded) or a folder Dataset (real data)
     heldout: TensorSplit
     test: TensorSplit
+    seed: int = 0         # which images were generated (embedded) and how they are crops (real): in the stage keys
 
     def describe(self) -> str:
         return (f"task {self.task!r} ({'paired' if self.paired else 'unpaired'}): {len(self.train)} train, "
@@ -115,7 +116,7 @@ def label_map_task(data: TaskData, label_nc: int) -> TaskData:
     def relabel(split: TensorSplit) -> TensorSplit:
         return TensorSplit(one_hot(split.label_A, label_nc), split.B, True, split.label_A, split.label_B,
                            split.label_target)
-    return TaskData(data.task, True, relabel(data.train), relabel(data.heldout), relabel(data.test))
+    return TaskData(data.task, True, relabel(data.train), relabel(data.heldout), relabel(data.test), data.seed)
 
 
 def _digests(split: "TensorSplit") -> list[str]:
@@ -202,7 +203,7 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
                                f"decisions taken on held-out would be read on test. Remove the copies"
                                + (", or the val folder (held-out images are then carved out of train)" if own_val
                                   else ""))
-        return TaskData(task, train.paired, train, heldout, test)
+        return TaskData(task, train.paired, train, heldout, test, seed)
     if task not in EMBEDDED_TASKS:
         raise ValueError(f"unknown task {task!r}; the embedded tasks are {sorted(EMBEDDED_TASKS)} "
                          f"(set the preset's data.dataset_root for a real dataset)")
@@ -215,7 +216,7 @@ def load_task(task: str, preset, seed: int = 0) -> TaskData:
     train, heldout = (_embedded_split(task, split, sizes[split], data.image_size, seed, paired)
                       for split in ("train", "heldout"))
     return TaskData(task, paired, train, heldout,
-                    _distinct_test(task, sizes["test"], data.image_size, seed, paired, train, heldout))
+                    _distinct_test(task, sizes["test"], data.image_size, seed, paired, train, heldout), seed)
 
 
 __all__ = ["ANIMAL_CLASSES", "coat_variants", "ALIGNED_LAYOUT", "embedded_labels", "AlignedFolder", "DatasetError", "EMBEDDED_TASKS", "LABELS", "REAL_DATASETS", "SPLITS",
