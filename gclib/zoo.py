@@ -655,12 +655,20 @@ def verify(zoo_dir: Path | None = None, preset: str = ZOO_PRESET, rescore: bool 
 
 def _first_teacher(section: str, preset: str, runs_dir: str | Path, seed: int, progress: bool):
     """What a section's distillation stages start from, as its notebooks have it: (the preset, the data, the held-out
-    scorer, the first teacher, trained first if missing, and its cache of outputs and features)."""
+    scorer, the first teacher, and its cache of outputs and features). The teacher: the one in ``runs_dir``, else the
+    shipped one (a section rebuilt in parts: its teachers shipped first), else trained there first."""
     from . import stages
     from .families import get_family
     from .recipes.distill import TeacherCache
+    global _off
     cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
-    teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer, progress)
+    # the teacher in runs_dir (a build from nothing trains it there first), else the shipped one, else trained
+    before, _off = _off, False
+    try:
+        teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
+                                 progress)
+    finally:
+        _off = before
     return cfg, splits, scorer, teacher, TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
 
 

@@ -390,3 +390,19 @@ def test_the_rebuild_time_splits_the_sections_over_two_cores():
     assert set(hours["sections"]) == set(zoo.ZOO_SECTIONS) and all(h > 0 for h in hours["sections"].values())
     assert hours["one core"] == pytest.approx(sum(hours["sections"].values()))
     assert max(max(hours["sections"].values()), hours["one core"] / 2) <= hours["two cores"] < hours["one core"]
+
+
+def test_a_section_rebuilt_in_parts_distils_from_its_shipped_teacher(tiny_zoo, tmp_path, monkeypatch):
+    """The build's distillation stages start from the teacher in the runs folder, else the shipped one (its section's
+    teachers shipped first, the rest built later from an empty runs folder), never a teacher trained anew."""
+    cfg, trained, record, shelf = tiny_zoo
+    monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+    with zoo.disabled():    # as every build stage runs
+        *_, teacher, _ = zoo._first_teacher("facades", "smoke", tmp_path, 0, False)
+        assert not zoo.enabled()
+    assert teacher.artifact.shipped and teacher.artifact.key == trained.artifact.key
+    assert not list(tmp_path.glob("teacher_*"))
+    x = trained.net.to("cpu")
+    with torch.no_grad():
+        probe = torch.rand(1, 3, cfg.data.image_size, cfg.data.image_size) * 2 - 1
+        assert (teacher.net(probe) - x(probe)).abs().max() < 0.05      # the 16-bit weights of the same teacher
