@@ -92,10 +92,11 @@ def enabled() -> bool:
 
 
 @contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Train everything in this block, as if nothing were shipped (``zoo build`` rebuilds from nothing)."""
+def disabled(off: bool = True) -> Iterator[None]:
+    """Train everything in this block, as if nothing were shipped (``zoo build`` rebuilds from nothing); with
+    ``off=False``, consult the zoo again inside an outer ``disabled()`` block."""
     global _off
-    before, _off = _off, True
+    before, _off = _off, off
     try:
         yield
     finally:
@@ -660,15 +661,11 @@ def _first_teacher(section: str, preset: str, runs_dir: str | Path, seed: int, p
     from . import stages
     from .families import get_family
     from .recipes.distill import TeacherCache
-    global _off
     cfg, splits, scorer = _splits_and_scorer(section, preset, seed)
     # the teacher in runs_dir (a build from nothing trains it there first), else the shipped one, else trained
-    before, _off = _off, False
-    try:
+    with disabled(False):
         teacher = stages.teacher(cfg, splits, runs_dir, seed + cfg.teacher.seeds[0], torch.device("cpu"), scorer,
                                  progress)
-    finally:
-        _off = before
     return cfg, splits, scorer, teacher, TeacherCache.for_split(get_family(cfg.family), teacher.net, splits.train)
 
 
