@@ -165,18 +165,18 @@ def test_budget_slider_updates_macs_and_image(jupyterlab, browser):
         time.sleep(1)
         return first if first[1] and shown() == first else None
 
-    before = _wait(settled, 60, "the explorer's image to settle")
-    handle = browser.find_element(By.CSS_SELECTOR, ".gclib-explorer-slider .noUi-handle")
-    # focused by script, centred in view: a click can land on whatever cell scrolls over the slider meanwhile
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", handle)
-    handle.send_keys(Keys.ARROW_LEFT)  # the slider starts in the middle: one step left is always possible
     def state():   # what a failure message needs: the explorer's text and the slider's position
         return browser.execute_script(
             "const info = document.querySelector('.gclib-explorer-info');"
             "const h = document.querySelector('.gclib-explorer-slider .noUi-handle');"
             "return [info && info.innerText, h && h.getAttribute('aria-valuenow'), document.activeElement === h];")
 
+    before = _wait(settled, 60, "the explorer's image to settle")
+    handle = browser.find_element(By.CSS_SELECTOR, ".gclib-explorer-slider .noUi-handle")
+    # focused by script, centred in view: a click can land on whatever cell scrolls over the slider meanwhile
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", handle)
     seen = state()
+    handle.send_keys(Keys.ARROW_LEFT)  # the slider starts in the middle: one step left is always possible
     try:
         after = _wait(lambda: shown() if shown()[0] != before[0] else None, 90,
                       "the shown MACs to change after the slider moved")
