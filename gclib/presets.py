@@ -417,8 +417,8 @@ PRESETS: dict[str, Preset] = {
         profiling=ProfilingPart(repeats=5),
         # facades: search by the metric its supernet ranks by; distil against half of D (as good, half the time).
         # stripes: a half-width CycleGAN teacher (the paper's is 40 min a seed) trained past its plateau (still falling
-        # at 5000 steps), a D without instance norm at 32x32,
-        # widths down to 6 so the search has room under the main budget (8), up2 pinned (its filters cannot be shared);
+        # at 5000 steps), a D without instance norm at 32x32, widths down to 6 so the search has room under the main
+        # budget (8), up2 pinned (its filters cannot be shared);
         # budgets 4x to 27x (the paper's CycleGAN 21x lies between widths 12 and 8; the narrowest network is 37x)
         tasks={"facades": {"search.metric": "perceptual", "student.ndf": 32},
                "stripes": {"teacher.ngf": 32, "teacher.n_blocks": 6, "teacher.steps": 12000, "teacher.d_norm": "none",
